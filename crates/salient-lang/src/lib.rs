@@ -1,0 +1,1 @@
+//! salient-lang

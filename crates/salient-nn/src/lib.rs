@@ -1,0 +1,1 @@
+//! salient-nn

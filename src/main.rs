@@ -1,0 +1,38 @@
+//! `salient`: validate, run and report adversarial-robustness / interpretability experiments
+//! declared in `.exp` files.
+//!
+//! The data flows one way: text -> parse -> check (salient-lang) -> IR (salient-ir) ->
+//! train / attack / explain (salient-engine) -> results.csv -> report.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod check;
+
+#[derive(Parser)]
+#[command(name = "salient", version, about = "Adversarial robustness and interpretability experiments from one .exp file")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check one or more .exp files: exit 0 if all are valid, 1 if any has errors, 2 on usage or
+    /// I/O errors.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap: --help / --version are not errors.
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::main(args),
+    }
+}
