@@ -1,0 +1,139 @@
+//! `salient check`: exit codes (0 valid, 1 errors, 2 unreadable file / usage), the summary of a
+//! valid file, and `--format json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn salient(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_salient"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run salient")
+}
+
+fn tmp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("salient-check-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p
+}
+
+#[test]
+fn valid_specs_exit_0_with_a_summary() {
+    let specs: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("specs"))
+        .expect("specs/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "exp"))
+        .map(|p| p.display().to_string())
+        .collect();
+    let args: Vec<&str> = std::iter::once("check")
+        .chain(specs.iter().map(|s| s.as_str()))
+        .collect();
+    let out = salient(&args);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("quickstart.exp: ok"), "{stdout}");
+    assert!(stdout.contains("215,370 params"), "{stdout}");
+    assert!(
+        stdout.contains("attack.fgsm.eps = [0.1, 0.2, 0.3]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("3 training runs, 15 attack evaluations"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn errors_exit_1_and_every_error_is_reported() {
+    let bad = tmp_file(
+        "bad.exp",
+        "experiment bad\ndata mnist { std = (0) }\nmodel m { conv(out = 4, kernel = 3) dense(out = 10) }\n\
+         train { model = n  epochs = -1 }\nregime sgt { k = 2 }\natack pgd { eps = 0.3 }\n",
+    );
+    let out = salient(&["check", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for code in [
+        "salient::E021",
+        "salient::E060",
+        "salient::E050",
+        "salient::E010",
+    ] {
+        assert!(stderr.contains(code), "{code} missing from:\n{stderr}");
+    }
+    assert!(stderr.contains("did you mean `attack`?"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour when not a terminal");
+}
+
+#[test]
+fn json_lists_diagnostics_with_positions() {
+    let bad = tmp_file("json.exp", "experiment j\ndata mnist\nmodel m { flatten dense(out = 10) }\ntrain { epochs = 0 }\nregime standard\n");
+    let out = salient(&["check", "--format", "json", bad.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let diags = v.as_array().expect("an array");
+    assert_eq!(diags.len(), 1, "{v:#}");
+    let d = &diags[0];
+    assert_eq!(d["code"], "salient::E021");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["line"], 4);
+    assert_eq!(d["column"], 18);
+    assert!(d["message"]
+        .as_str()
+        .expect("message")
+        .contains("`epochs` must be between 1"));
+    assert!(d["file"].as_str().expect("file").ends_with("json.exp"));
+    assert!(d.get("help").is_some());
+}
+
+#[test]
+fn json_of_a_valid_file_is_an_empty_array() {
+    let out = salient(&["check", "--format", "json", "specs/quickstart.exp"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v, serde_json::json!([]));
+}
+
+#[test]
+fn missing_file_exits_2() {
+    let out = salient(&["check", "specs/quickstart.exp", "does/not/exist.exp"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read does/not/exist.exp"));
+    // Even in JSON mode, and the readable file is still checked.
+    let out = salient(&["check", "--format", "json", "does/not/exist.exp"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v[0]["code"], "salient::io");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(salient(&["check"]).status.code(), Some(2));
+    assert_eq!(
+        salient(&["check", "--format", "xml", "specs/quickstart.exp"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn warnings_alone_exit_0() {
+    let warn = tmp_file(
+        "warn.exp",
+        "experiment w\ndata mnist\nmodel m { flatten dense(out = 10) }\ntrain { epochs = 1 }\nregime standard\nattack fgsm { eps = 0.9 }\n",
+    );
+    let out = salient(&["check", warn.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("salient::W001"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 warning)"));
+}
