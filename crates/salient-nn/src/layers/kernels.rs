@@ -1,0 +1,215 @@
+//! Plain-slice CPU kernels for the spatial layers: im2col / col2im, max and average pooling.
+//!
+//! Every activation is channels-last, `(B, H, W, C)` row-major. These functions know nothing of
+//! dfdx; [`super::cpu_op`] wraps them as differentiable tensor ops. They run one image per rayon
+//! task, so the forward and the backward parallelise over the batch without atomics (each image
+//! writes only its own slice).
+
+use rayon::prelude::*;
+
+/// Geometry of a convolution or pooling window sliding over a channels-last batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub batch: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    /// Window side (square windows).
+    pub k: usize,
+    pub stride: usize,
+    /// Zero padding on each side (always 0 for pooling).
+    pub pad: usize,
+}
+
+impl Window {
+    /// Output height: floor((h + 2 pad - k) / stride) + 1.
+    pub fn ho(&self) -> usize {
+        (self.h + 2 * self.pad - self.k) / self.stride + 1
+    }
+    /// Output width: floor((w + 2 pad - k) / stride) + 1.
+    pub fn wo(&self) -> usize {
+        (self.w + 2 * self.pad - self.k) / self.stride + 1
+    }
+    /// Elements of one input image.
+    pub fn in_image(&self) -> usize {
+        self.h * self.w * self.c
+    }
+    /// Length of one im2col row: k*k*c values, ordered (ky, kx, c).
+    pub fn patch(&self) -> usize {
+        self.k * self.k * self.c
+    }
+}
+
+/// im2col: `cols[(n, oy, ox), (ky, kx, ci)] = x[n, oy*s+ky-pad, ox*s+kx-pad, ci]`, zero outside
+/// the image. When `ones` is set every row gets one extra trailing 1.0, so that a bias can be
+/// folded into the weight matrix as its last row (the matmul then adds it for free).
+pub fn im2col(x: &[f32], g: &Window, ones: bool, cols: &mut [f32]) {
+    let (ho, wo, patch) = (g.ho(), g.wo(), g.patch());
+    let row = patch + ones as usize;
+    debug_assert_eq!(x.len(), g.batch * g.in_image());
+    debug_assert_eq!(cols.len(), g.batch * ho * wo * row);
+    cols.par_chunks_mut(ho * wo * row)
+        .zip(x.par_chunks(g.in_image()))
+        .for_each(|(out, img)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let r = &mut out[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
+                    // Valid kx range for this ox: 0 <= ox*s + kx - pad < w.
+                    let x0 = (ox * g.stride) as isize - g.pad as isize;
+                    let kx_lo = (-x0).max(0) as usize;
+                    let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
+                    for ky in 0..g.k {
+                        let seg = &mut r[ky * g.k * g.c..(ky + 1) * g.k * g.c];
+                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                        if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
+                            seg.fill(0.0);
+                            continue;
+                        }
+                        seg[..kx_lo * g.c].fill(0.0);
+                        seg[kx_hi * g.c..].fill(0.0);
+                        let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
+                        let n = (kx_hi - kx_lo) * g.c;
+                        seg[kx_lo * g.c..kx_hi * g.c].copy_from_slice(&img[src..src + n]);
+                    }
+                    if ones {
+                        r[patch] = 1.0;
+                    }
+                }
+            }
+        });
+}
+
+/// col2im, the adjoint of [`im2col`]: `gx[n, iy, ix, ci] += gcols[(n, oy, ox), (ky, kx, ci)]`
+/// over every window position that read that pixel (padding and the ones column are dropped).
+pub fn col2im(gcols: &[f32], g: &Window, ones: bool, gx: &mut [f32]) {
+    let (ho, wo, patch) = (g.ho(), g.wo(), g.patch());
+    let row = patch + ones as usize;
+    gx.par_chunks_mut(g.in_image())
+        .zip(gcols.par_chunks(ho * wo * row))
+        .for_each(|(img, gc)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let r = &gc[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
+                    let x0 = (ox * g.stride) as isize - g.pad as isize;
+                    let kx_lo = (-x0).max(0) as usize;
+                    let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
+                    if kx_lo >= kx_hi {
+                        continue;
+                    }
+                    for ky in 0..g.k {
+                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        let dst = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
+                        let n = (kx_hi - kx_lo) * g.c;
+                        let src =
+                            &r[ky * g.k * g.c + kx_lo * g.c..ky * g.k * g.c + kx_lo * g.c + n];
+                        for (d, s) in img[dst..dst + n].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Max pooling (no padding): `y[n, oy, ox, c] = max_{ky,kx} x[n, oy*s+ky, ox*s+kx, c]`.
+/// Returns, per output, the flat index (within its image) of the first maximal input in
+/// (ky, kx) scan order; a NaN wins, as in PyTorch. The backward sends each output gradient to that
+/// one input only, exactly PyTorch's rule.
+pub fn maxpool(x: &[f32], g: &Window, y: &mut [f32], arg: &mut [u32]) {
+    let (ho, wo, c) = (g.ho(), g.wo(), g.c);
+    let out_img = ho * wo * c;
+    y.par_chunks_mut(out_img)
+        .zip(arg.par_chunks_mut(out_img))
+        .zip(x.par_chunks(g.in_image()))
+        .for_each(|((yo, ao), img)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let o = (oy * wo + ox) * c;
+                    let first = ((oy * g.stride) * g.w + ox * g.stride) * c;
+                    yo[o..o + c].copy_from_slice(&img[first..first + c]);
+                    for (ci, a) in ao[o..o + c].iter_mut().enumerate() {
+                        *a = (first + ci) as u32;
+                    }
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            if ky == 0 && kx == 0 {
+                                continue;
+                            }
+                            let base = ((oy * g.stride + ky) * g.w + ox * g.stride + kx) * c;
+                            for ci in 0..c {
+                                let v = img[base + ci];
+                                let best = &mut yo[o + ci];
+                                if v > *best || (v.is_nan() && !best.is_nan()) {
+                                    *best = v;
+                                    ao[o + ci] = (base + ci) as u32;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Backward of [`maxpool`]: `gx[arg[o]] += gy[o]`.
+pub fn maxpool_backward(gy: &[f32], arg: &[u32], g: &Window, gx: &mut [f32]) {
+    let out_img = g.ho() * g.wo() * g.c;
+    gx.par_chunks_mut(g.in_image())
+        .zip(gy.par_chunks(out_img).zip(arg.par_chunks(out_img)))
+        .for_each(|(img, (gyo, ao))| {
+            for (v, &a) in gyo.iter().zip(ao) {
+                img[a as usize] += *v;
+            }
+        });
+}
+
+/// Average pooling (no padding): `y[n, oy, ox, c] = mean_{ky,kx} x[n, oy*s+ky, ox*s+kx, c]`.
+pub fn avgpool(x: &[f32], g: &Window, y: &mut [f32]) {
+    let (ho, wo, c) = (g.ho(), g.wo(), g.c);
+    let scale = 1.0 / (g.k * g.k) as f32;
+    y.par_chunks_mut(ho * wo * c)
+        .zip(x.par_chunks(g.in_image()))
+        .for_each(|(yo, img)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let o = &mut yo[(oy * wo + ox) * c..(oy * wo + ox + 1) * c];
+                    o.fill(0.0);
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let base = ((oy * g.stride + ky) * g.w + ox * g.stride + kx) * c;
+                            for (d, s) in o.iter_mut().zip(&img[base..base + c]) {
+                                *d += *s;
+                            }
+                        }
+                    }
+                    o.iter_mut().for_each(|v| *v *= scale);
+                }
+            }
+        });
+}
+
+/// Backward of [`avgpool`]: every input of a window gets `gy / (k*k)`.
+pub fn avgpool_backward(gy: &[f32], g: &Window, gx: &mut [f32]) {
+    let (ho, wo, c) = (g.ho(), g.wo(), g.c);
+    let scale = 1.0 / (g.k * g.k) as f32;
+    gx.par_chunks_mut(g.in_image())
+        .zip(gy.par_chunks(ho * wo * c))
+        .for_each(|(img, gyo)| {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let o = &gyo[(oy * wo + ox) * c..(oy * wo + ox + 1) * c];
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let base = ((oy * g.stride + ky) * g.w + ox * g.stride + kx) * c;
+                            for (d, s) in img[base..base + c].iter_mut().zip(o) {
+                                *d += *s * scale;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}

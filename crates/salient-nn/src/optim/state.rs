@@ -1,0 +1,50 @@
+//! Per-parameter optimizer state, indexed like the parameter list and created lazily.
+
+use crate::NnError;
+
+/// The state of each parameter (by its index in the parameter list), created on the
+/// parameter's first update. Remembers the parameter's length so that a different parameter
+/// list given to a later step is reported instead of silently mixing states.
+pub(crate) struct States<S> {
+    slots: Vec<Option<Slot<S>>>,
+}
+
+struct Slot<S> {
+    numel: usize,
+    state: S,
+}
+
+impl<S> Default for States<S> {
+    fn default() -> Self {
+        Self { slots: Vec::new() }
+    }
+}
+
+impl<S> States<S> {
+    /// The state of parameter `index` (named `name`, `numel` elements), created by `init` if
+    /// this is the parameter's first update. Errors if the stored state has another length.
+    pub(crate) fn get_or_try_init(
+        &mut self,
+        index: usize,
+        name: &str,
+        numel: usize,
+        init: impl FnOnce() -> Result<S, NnError>,
+    ) -> Result<&mut S, NnError> {
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = &mut self.slots[index];
+        match slot {
+            Some(s) if s.numel != numel => Err(NnError::Shape {
+                what: format!("optimizer state of parameter #{index} `{name}`"),
+                expected: format!("{} elements", s.numel),
+                found: format!("{numel} elements (was the parameter list changed?)"),
+            }),
+            Some(s) => Ok(&mut s.state),
+            None => {
+                let state = init()?;
+                Ok(&mut slot.insert(Slot { numel, state }).state)
+            }
+        }
+    }
+}
