@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod run;
 
 #[derive(Parser)]
 #[command(name = "salient", version, about = "Adversarial robustness and interpretability experiments from one .exp file")]
@@ -21,6 +22,8 @@ enum Command {
     /// Check one or more .exp files: exit 0 if all are valid, 1 if any has errors, 2 on usage or
     /// I/O errors.
     Check(check::CheckArgs),
+    /// Check a spec, train every run (or reuse its checkpoint), evaluate, and write results.csv.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +37,6 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::main(args),
+        Command::Run(args) => run::main(args),
     }
 }

@@ -1,0 +1,176 @@
+//! `salient run`: train every run of a checked experiment (or reuse its checkpoint), evaluate it,
+//! and write results. Written once over dfdx's `Device`, dispatched to Cpu or (feature `cuda`)
+//! Cuda.
+use crate::error::EngineError;
+use crate::eval;
+use crate::progress::RunProgress;
+use crate::regime;
+use crate::results::{ResultRow, Results};
+use crate::store::{run_key, RunRecord, Store};
+use crate::train::{self, TrainInputs};
+use dfdx::prelude::*;
+use salient_data::Splits;
+use salient_ir::{Experiment, MetricSpec, IR_VERSION};
+use salient_nn::Network;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Cpu,
+    Cuda,
+}
+
+pub struct RunOptions {
+    pub out_dir: PathBuf,
+    pub device: DeviceKind,
+    pub quiet: bool,
+    /// Train again even when a matching checkpoint exists.
+    pub retrain: bool,
+    /// Set by the Ctrl-C handler; checked at every step.
+    pub interrupt: Arc<AtomicBool>,
+}
+
+/// What happened to each run and which parts of the spec this build did not run.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub out_dir: PathBuf,
+    pub trained: Vec<String>,
+    pub reused: Vec<String>,
+    /// (run id, reason).
+    pub skipped: Vec<(String, String)>,
+    /// Parts of the spec this version does not run yet, in words.
+    pub not_run: Vec<String>,
+    pub rows: Vec<ResultRow>,
+}
+
+/// Parts of the experiment that this build cannot run yet, in words, for the user.
+pub fn unsupported_parts(exp: &Experiment) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut regimes: Vec<&str> = exp.runs.iter().filter(|r| !regime::supported(&r.regime.regime)).map(|r| r.regime.regime.kind_name()).collect();
+    regimes.sort();
+    regimes.dedup();
+    if !regimes.is_empty() {
+        out.push(format!("regimes {} (their runs are skipped)", regimes.join(", ")));
+    }
+    if !exp.attacks.is_empty() {
+        let mut names: Vec<&str> = exp.attacks.iter().map(|a| a.name.as_str()).collect();
+        names.dedup();
+        out.push(format!("attacks {}", names.join(", ")));
+    }
+    if !exp.saliency.is_empty() {
+        let mut names: Vec<&str> = exp.saliency.iter().map(|a| a.name.as_str()).collect();
+        names.dedup();
+        out.push(format!("saliency methods {}", names.join(", ")));
+    }
+    let metrics: Vec<&str> = exp.metrics.iter().filter(|m| !matches!(m, MetricSpec::CleanAccuracy)).map(|m| m.name()).collect();
+    if !metrics.is_empty() {
+        out.push(format!("metrics {}", metrics.join(", ")));
+    }
+    out
+}
+
+/// Run the experiment. `spec_text` is saved beside the results.
+pub fn run(exp: &Experiment, spec_text: &str, opts: &RunOptions) -> Result<RunReport, EngineError> {
+    let out = &opts.out_dir;
+    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+    write_file(&out.join("spec.exp"), spec_text)?;
+    let ir = serde_json::to_string_pretty(exp).map_err(|e| EngineError::Results { path: out.join("experiment.json"), reason: e.to_string() })?;
+    write_file(&out.join("experiment.json"), &ir)?;
+    let splits = salient_data::load(&exp.data)?;
+    match opts.device {
+        DeviceKind::Cpu => run_on(exp, &splits, opts, |seed| {
+            let dev = Cpu::seed_from_u64(seed);
+            // dfdx's allocation cache: reusing buffers roughly halves a CPU step's time.
+            dev.try_enable_cache().map_err(|e| EngineError::Device(format!("{e:?}")))?;
+            Ok(dev)
+        }),
+        DeviceKind::Cuda => run_cuda(exp, &splits, opts),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn run_cuda(exp: &Experiment, splits: &Splits, opts: &RunOptions) -> Result<RunReport, EngineError> {
+    run_on(exp, splits, opts, |seed| {
+        let dev = Cuda::try_build(0, seed).map_err(|e| EngineError::Device(format!("cannot start CUDA device 0: {e:?}")))?;
+        dev.try_enable_cache().map_err(|e| EngineError::Device(format!("{e:?}")))?;
+        Ok(dev)
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn run_cuda(_: &Experiment, _: &Splits, _: &RunOptions) -> Result<RunReport, EngineError> {
+    Err(EngineError::CudaNotBuilt)
+}
+
+fn run_on<D: Device<f32>>(
+    exp: &Experiment,
+    splits: &Splits,
+    opts: &RunOptions,
+    make_device: impl Fn(u64) -> Result<D, EngineError>,
+) -> Result<RunReport, EngineError> {
+    let store = Store::new(&opts.out_dir);
+    let mut results = Results::new(&opts.out_dir);
+    let mut report = RunReport { out_dir: opts.out_dir.clone(), not_run: unsupported_parts(exp), ..Default::default() };
+    let channel_mean = splits.train.channel_mean();
+    for run in &exp.runs {
+        let Some(mut regime) = regime::build::<D>(&run.regime, &channel_mean) else {
+            report.skipped.push((run.id.clone(), format!("regime `{}` is not implemented in this version", run.regime.regime.kind_name())));
+            continue;
+        };
+        let Some(model) = exp.model(&run.model) else {
+            report.skipped.push((run.id.clone(), format!("model `{}` is not defined", run.model)));
+            continue;
+        };
+        let dev = make_device(run.train.seed)?;
+        let mut net = Network::new(model, &exp.data.mean, &exp.data.std, run.train.seed, &dev)
+            .map_err(|source| EngineError::Nn { run: run.id.clone(), source })?;
+        let key = run_key(run, model, &exp.data, &splits.fingerprint);
+        let progress = RunProgress::new(&run.id, opts.quiet);
+        let reused = if opts.retrain { None } else { store.load(run, &key, &mut net) };
+        let record = match reused {
+            Some(record) => {
+                progress.note(&format!("{}: reusing the checkpoint in {}", run.id, store.dir(run).display()));
+                report.reused.push(run.id.clone());
+                record
+            }
+            None => {
+                let started = Instant::now();
+                let inputs = TrainInputs { run, train: &splits.train, test: &splits.test, eval_batch: exp.eval.batch, interrupt: &opts.interrupt };
+                let log = train::train(&mut net, regime.as_mut(), &inputs, &progress)?;
+                let record = RunRecord {
+                    ir_version: IR_VERSION,
+                    key,
+                    run: run.clone(),
+                    model: model.clone(),
+                    data: exp.data.clone(),
+                    data_fingerprint: splits.fingerprint.clone(),
+                    log,
+                    train_seconds: started.elapsed().as_secs_f64(),
+                };
+                store.save(&record, &net)?;
+                report.trained.push(run.id.clone());
+                record
+            }
+        };
+        let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
+        results.rows.push(ResultRow::new(run, "clean_accuracy", acc.value()));
+        for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
+            let mut row = ResultRow::new(run, "class_accuracy", if total == 0 { 0.0 } else { hit as f64 / total as f64 });
+            row.class = Some(class);
+            results.rows.push(row);
+        }
+        results.rows.push(ResultRow::new(run, "train_seconds", record.train_seconds));
+        results.add_curve(run, &record.log);
+        results.flush()?;
+    }
+    results.flush()?;
+    report.rows = results.rows;
+    Ok(report)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
+    std::fs::write(path, text).map_err(|e| EngineError::io(path, e))
+}

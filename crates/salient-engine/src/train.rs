@@ -1,0 +1,115 @@
+//! The training loop: epochs of seeded shuffled batches, one regime step per batch, the
+//! optimizer, the learning-rate schedule, a divergence check, progress and Ctrl-C.
+use crate::error::EngineError;
+use crate::eval;
+use crate::losses::{correct, one_hot};
+use crate::progress::RunProgress;
+use crate::regime::{Regime, StepContext, Targets};
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use salient_data::Dataset;
+use salient_ir::TrainRun;
+use salient_nn::{optim, schedule, Network};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A loss above this is taken as divergence even when finite (cross-entropy of a sane network
+/// stays far below it).
+pub const DIVERGENCE_LOSS: f32 = 1e4;
+
+/// One line of the training curve.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    /// Mean training loss over the epoch's steps.
+    pub loss: f64,
+    /// Accuracy on the clean training batches, in training mode, as they were seen.
+    pub train_accuracy: f64,
+    /// Clean test accuracy at the end of the epoch (eval mode).
+    pub test_accuracy: f64,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// What training needs besides the network and the regime.
+pub struct TrainInputs<'a> {
+    pub run: &'a TrainRun,
+    pub train: &'a Dataset,
+    pub test: &'a Dataset,
+    pub eval_batch: usize,
+    pub interrupt: &'a AtomicBool,
+}
+
+/// Train `net` in place. Returns the per-epoch log. Stops with [`EngineError::Diverged`] on a
+/// non-finite or exploding loss and with [`EngineError::Interrupted`] on Ctrl-C.
+pub fn train<D: Device<f32>>(
+    net: &mut Network<D>,
+    regime: &mut dyn Regime<D>,
+    inp: &TrainInputs<'_>,
+    progress: &RunProgress,
+) -> Result<Vec<EpochLog>, EngineError> {
+    let cfg = &inp.run.train;
+    let n = inp.train.len();
+    let features = inp.train.shape.numel();
+    let classes = inp.train.classes;
+    let batch = cfg.batch.min(n).max(1);
+    // Drop a last partial batch (batchnorm needs more than one example, and every step then has
+    // the same size); with n a multiple of the batch nothing is dropped.
+    let steps_per_epoch = n / batch;
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let mut opt = optim::build::<D>(&cfg.optimizer, cfg.weight_decay);
+    let mut ctx = StepContext { rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_5A11E27), epoch: 0, step: 0 };
+    progress.start(total_steps as u64);
+    let mut log = Vec::with_capacity(cfg.epochs);
+    let (mut xs, mut ys) = (Vec::with_capacity(batch * features), Vec::with_capacity(batch));
+    for epoch in 0..cfg.epochs {
+        let started = Instant::now();
+        let order = salient_data::epoch_order(n, cfg.seed, epoch);
+        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = cfg.lr;
+        for (step, idx) in salient_data::batches(&order, batch, true).enumerate() {
+            if inp.interrupt.load(Ordering::Relaxed) {
+                return Err(EngineError::Interrupted);
+            }
+            inp.train.gather(idx, &mut xs, &mut ys);
+            let dev = net.device().clone();
+            let x = dev.tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
+            let targets = Targets { onehot: one_hot(&dev, &ys, classes), labels: std::mem::take(&mut ys) };
+            lr = schedule::lr_at(cfg.lr, &cfg.schedule, epoch, step, steps_per_epoch, cfg.epochs);
+            ctx.epoch = epoch;
+            ctx.step = step;
+            let out = regime.step(net, &x, &targets, &mut ctx);
+            let loss = out.loss.retaped::<NoneTape>().as_vec()[0];
+            if !loss.is_finite() || loss > DIVERGENCE_LOSS {
+                return Err(EngineError::Diverged { run: inp.run.id.clone(), epoch: epoch + 1, step: step + 1, loss });
+            }
+            let grads = out.loss.backward();
+            opt.step(net.params_mut(), &grads, lr).map_err(|source| EngineError::Nn { run: inp.run.id.clone(), source })?;
+            loss_sum += loss as f64;
+            hits += correct(&out.logits.as_vec(), classes, &targets.labels);
+            seen += idx.len();
+            ys = targets.labels;
+            let secs = started.elapsed().as_secs_f64();
+            progress.step(epoch + 1, cfg.epochs, loss_sum / (step + 1) as f64, hits as f64 / seen as f64, seen as f64 / secs.max(1e-9));
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let test_accuracy = eval::accuracy(net, inp.test, inp.eval_batch).value();
+        let entry = EpochLog {
+            epoch: epoch + 1,
+            loss: loss_sum / steps_per_epoch.max(1) as f64,
+            train_accuracy: hits as f64 / seen.max(1) as f64,
+            test_accuracy,
+            lr,
+            seconds,
+            images_per_second: seen as f64 / seconds.max(1e-9),
+        };
+        progress.epoch_done(&entry, cfg.epochs);
+        log.push(entry);
+    }
+    progress.finish();
+    Ok(log)
+}
