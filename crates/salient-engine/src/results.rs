@@ -16,8 +16,14 @@ pub struct ResultRow {
     pub regime: String,
     pub seed: u64,
     pub metric: String,
+    /// Attack name (robust accuracy; `worst_case` for the per-example worst case over attacks).
     pub attack: Option<String>,
     pub eps: Option<f64>,
+    /// Saliency method name (saliency metrics).
+    pub saliency: Option<String>,
+    /// The curve's abscissa where a metric is a curve (e.g. the masked percentage p of the
+    /// masking curve, the fraction of pixels deleted).
+    pub point: Option<f64>,
     pub class: Option<usize>,
     pub value: f64,
 }
@@ -32,6 +38,8 @@ impl ResultRow {
             metric: metric.to_string(),
             attack: None,
             eps: None,
+            saliency: None,
+            point: None,
             class: None,
             value,
         }
