@@ -41,8 +41,8 @@ impl RunProgress {
     }
 
     pub fn epoch_done(&self, e: &EpochLog, epochs: usize) {
-        if let Some(bar) = &self.bar {
-            bar.println(format!(
+        if self.bar.is_some() {
+            self.line(format!(
                 "{} epoch {}/{}: loss {:.4}, train acc {:.2}%, test acc {:.2}%, {:.0} img/s, {:.1}s",
                 self.run,
                 e.epoch,
@@ -58,8 +58,17 @@ impl RunProgress {
 
     /// A line above the bar (or on stderr without a bar, unless quiet).
     pub fn note(&self, msg: &str) {
-        if let Some(bar) = &self.bar {
-            bar.println(msg);
+        if self.bar.is_some() {
+            self.line(msg.to_string());
+        }
+    }
+
+    /// Print above the bar on a terminal; plain stderr lines otherwise (logs, CI), where
+    /// indicatif draws nothing.
+    fn line(&self, msg: String) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(msg),
+            _ => eprintln!("{msg}"),
         }
     }
 

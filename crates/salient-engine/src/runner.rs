@@ -116,13 +116,16 @@ fn run_on<D: Device<f32>>(
     let mut report = RunReport { out_dir: opts.out_dir.clone(), not_run: unsupported_parts(exp), ..Default::default() };
     let channel_mean = splits.train.channel_mean();
     for run in &exp.runs {
-        let Some(mut regime) = regime::build::<D>(&run.regime, &channel_mean) else {
-            report.skipped.push((run.id.clone(), format!("regime `{}` is not implemented in this version", run.regime.regime.kind_name())));
-            continue;
-        };
         let Some(model) = exp.model(&run.model) else {
             report.skipped.push((run.id.clone(), format!("model `{}` is not defined", run.model)));
             continue;
+        };
+        let mut regime = match regime::build::<D>(&run.regime, &channel_mean, model) {
+            Ok(r) => r,
+            Err(reason) => {
+                report.skipped.push((run.id.clone(), reason));
+                continue;
+            }
         };
         let dev = make_device(run.train.seed)?;
         let mut net = Network::new(model, &exp.data.mean, &exp.data.std, run.train.seed, &dev)

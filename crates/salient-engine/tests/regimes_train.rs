@@ -237,3 +237,51 @@ fn every_regime_lowers_its_loss_on_synthetic_data() {
         );
     }
 }
+
+/// The new regimes run end to end from a checked spec (checker names, defaults, runner).
+#[test]
+fn combined_lp_dual_and_sensitivity_run_from_a_spec() {
+    let src = r#"
+experiment regimes_e2e
+data synthetic { shape = (1, 8, 8)  classes = 3  train = 96  test = 48  noise = 0.2  seed = 7 }
+model net {
+  conv(out = 4, kernel = 3, padding = 1)
+  relu
+  maxpool(size = 2)
+  flatten
+  dropout(p = 0.1)
+  dense(out = 3)
+}
+train { optimizer = adam  lr = 1e-2  epochs = 1  batch = 32  seed = 0 }
+regime combined { k = 0.5  attack = pgd(eps = 0.05, steps = 2) }
+regime lp_dual as l1 { mode = l1_box(eps = 0.05) }
+regime lp_dual as elastic { mode = elastic_net(eps1 = 0.03, eps2 = 0.05)  steps = 3 }
+regime lp_dual as group { mode = group(eps = 0.2, size = 3)  steps = 2 }
+regime sensitivity { layers = (relu1, dense1)  adversarial = [false, true] }
+"#;
+    let checked = salient_lang::check("e2e.exp", src);
+    let msgs: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    let exp = checked
+        .experiment
+        .unwrap_or_else(|| panic!("spec does not check: {msgs:?}"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = salient_engine::RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        device: salient_engine::DeviceKind::Cpu,
+        quiet: true,
+        retrain: false,
+        interrupt: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    };
+    let report = salient_engine::run(&exp, src, &opts).unwrap();
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    assert_eq!(report.trained.len(), 6, "{:?}", report.trained);
+    assert!(
+        !report.not_run.iter().any(|s| s.contains("regimes")),
+        "{:?}",
+        report.not_run
+    );
+}

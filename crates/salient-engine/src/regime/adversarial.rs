@@ -10,14 +10,14 @@
 //!
 //! The inner attack runs with the network in eval mode (batchnorm running statistics are not
 //! touched by attack passes; dropout off), a documented choice; the outer loss in train mode.
+use super::sensitivity::noise;
 use super::{Regime, StepContext, StepOutput, Targets};
 use crate::attack::{pgd, AttackLoss, PgdConfig};
 use crate::grad::input_gradient;
 use crate::losses::{ce_mean, kl_mean};
 use crate::ops::{normalize_rows, project_l2, sign};
 use dfdx::prelude::*;
-use rand::Rng;
-use salient_ir::{AdversarialParams, Norm, TrainAttack};
+use salient_ir::{AdversarialParams, Noise, Norm, TrainAttack};
 use salient_nn::{Mode, Network};
 
 pub struct Adversarial {
@@ -56,8 +56,9 @@ fn trades<D: Device<f32>>(net: &mut Network<D>, x: &Tensor<(usize, usize), f32, 
     let dev = x.device().clone();
     let shape = *x.shape();
     let p_clean = net.forward(x.clone(), Mode::Eval);
-    let noise: Vec<f32> = (0..shape.0 * shape.1).map(|_| 0.001 * (ctx.rng.gen::<f32>() * 2.0 - 1.0)).collect();
-    let mut xa = (x.clone() + dev.tensor_from_vec(noise, shape)).clamp(0.0, 1.0);
+    // TRADES's start (Zhang et al.'s code): x + 0.001 * N(0, I).
+    let start = noise(&dev, shape, Noise::Gaussian, 0.001, &mut ctx.rng);
+    let mut xa = (x.clone() + start).clamp(0.0, 1.0);
     for _ in 0..a.steps {
         let (g, _) = input_gradient(net, &xa, Mode::Eval, |z| kl_mean(p_clean.clone(), z));
         let delta = match a.norm {

@@ -7,14 +7,20 @@
 use crate::losses::Logits;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
-use salient_ir::{Regime as RegimeIr, RegimeInstance};
+use salient_ir::{ModelDef, Regime as RegimeIr, RegimeInstance, Shape};
 use salient_nn::Network;
 
 pub mod adversarial;
+pub mod combined;
+pub mod lp_dual;
+pub mod sensitivity;
 pub mod sgt;
 mod standard;
 
 pub use adversarial::Adversarial;
+pub use combined::Combined;
+pub use lp_dual::LpDual;
+pub use sensitivity::Sensitivity;
 pub use sgt::Sgt;
 pub use standard::Standard;
 
@@ -28,7 +34,9 @@ pub struct Targets<D: Device<f32>> {
 pub struct StepOutput<D: Device<f32>> {
     /// The loss to minimise, with the tape of every forward pass that contributes to it.
     pub loss: Tensor<Rank0, f32, D, OwnedTape<f32, D>>,
-    /// Logits of the clean batch in training mode (no tape), for the running train accuracy.
+    /// Logits in training mode (no tape), for the running train accuracy: those of the clean
+    /// batch, or of the perturbed batch for regimes that train on perturbed inputs only
+    /// (`adversarial` with `mix = 0`, `lp_dual`).
     pub logits: Logits<D, NoneTape>,
 }
 
@@ -41,21 +49,57 @@ pub struct StepContext {
 
 pub trait Regime<D: Device<f32>> {
     /// The training loss of one batch `x` (B, N) of pixels in [0, 1].
-    fn step(&mut self, net: &mut Network<D>, x: &Tensor<(usize, usize), f32, D>, y: &Targets<D>, ctx: &mut StepContext) -> StepOutput<D>;
+    fn step(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Tensor<(usize, usize), f32, D>,
+        y: &Targets<D>,
+        ctx: &mut StepContext,
+    ) -> StepOutput<D>;
 }
 
 /// The regimes this build can train, by IR kind.
 pub fn supported(regime: &RegimeIr) -> bool {
-    matches!(regime, RegimeIr::Standard | RegimeIr::Sgt(_) | RegimeIr::Adversarial(_))
+    matches!(
+        regime,
+        RegimeIr::Standard
+            | RegimeIr::Sgt(_)
+            | RegimeIr::Adversarial(_)
+            | RegimeIr::Combined(_)
+            | RegimeIr::LpDual(_)
+            | RegimeIr::Sensitivity(_)
+    )
 }
 
-/// Build the regime of a run, or `None` when this build does not implement it yet.
-/// `channel_mean` is the training set's per-channel mean pixel (for mean fills).
-pub fn build<D: Device<f32>>(inst: &RegimeInstance, channel_mean: &[f32]) -> Option<Box<dyn Regime<D>>> {
-    match &inst.regime {
-        RegimeIr::Standard => Some(Box::new(Standard)),
-        RegimeIr::Sgt(p) => Some(Box::new(Sgt { params: p.clone(), channel_mean: channel_mean.to_vec() })),
-        RegimeIr::Adversarial(p) => Some(Box::new(Adversarial { params: p.clone() })),
-        _ => None,
+/// Build the regime of a run on `model`. `channel_mean` is the training set's per-channel mean
+/// pixel (for mean fills). `Err` says, in words, why the regime cannot train this model (a
+/// sensitivity layer name the model does not have at top level, a group size that does not fit).
+pub fn build<D: Device<f32>>(
+    inst: &RegimeInstance,
+    channel_mean: &[f32],
+    model: &ModelDef,
+) -> Result<Box<dyn Regime<D>>, String> {
+    Ok(match &inst.regime {
+        RegimeIr::Standard => Box::new(Standard),
+        RegimeIr::Sgt(p) => Box::new(Sgt {
+            params: p.clone(),
+            channel_mean: channel_mean.to_vec(),
+        }),
+        RegimeIr::Adversarial(p) => Box::new(Adversarial { params: p.clone() }),
+        RegimeIr::Combined(p) => Box::new(Combined {
+            params: p.clone(),
+            channel_mean: channel_mean.to_vec(),
+        }),
+        RegimeIr::LpDual(p) => Box::new(LpDual::new(p.clone(), model)?),
+        RegimeIr::Sensitivity(p) => Box::new(Sensitivity::new(p.clone(), model)?),
+    })
+}
+
+/// Number of channels of a model's input: C of an image, 1 for a flat input. Saliency masks
+/// and groups are per pixel position (channels-last: feature i belongs to channel i % C).
+pub fn input_channels(def: &ModelDef) -> usize {
+    match def.input {
+        Shape::Image { c, .. } => c.max(1),
+        Shape::Flat(_) => 1,
     }
 }

@@ -9,7 +9,7 @@
 //!   L = CE(f(x), y) + lambda * KL( softmax f(x) || softmax f(x~) )
 //!
 //! with gradients through both forward passes.
-use super::{Regime, StepContext, StepOutput, Targets};
+use super::{input_channels, Regime, StepContext, StepOutput, Targets};
 use crate::grad::input_gradient;
 use crate::losses::{ce_mean, ce_sum, kl_mean};
 use dfdx::prelude::*;
@@ -28,6 +28,7 @@ pub struct Sgt {
 ///
 /// `x` and `saliency` are (B, H*W*C) channels-last; `channels` is C. Returns x~.
 pub fn mask_lowest(x: &[f32], saliency: &[f32], batch: usize, channels: usize, p: &SgtParams, channel_mean: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let channels = channels.max(1);
     let n = x.len() / batch.max(1);
     let positions = n / channels;
     let count = ((p.k * positions as f64).round() as usize).min(positions);
@@ -62,14 +63,28 @@ pub fn mask_lowest(x: &[f32], saliency: &[f32], batch: usize, channels: usize, p
     out
 }
 
+/// The SGT-masked copy of `x` (a constant): the saliency S = d log p_y / dx of `x` with the
+/// network in eval mode, then [`mask_lowest`] of it. Shared by `sgt` and `combined` (which masks
+/// the adversarial example).
+pub fn saliency_masked<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Tensor<(usize, usize), f32, D>,
+    onehot: &Tensor<(usize, usize), f32, D>,
+    p: &SgtParams,
+    channel_mean: &[f32],
+    rng: &mut ChaCha8Rng,
+) -> Tensor<(usize, usize), f32, D> {
+    let (b, _) = *x.shape();
+    // grad of log p_y = - grad of CE (summed, so each example's gradient is its own).
+    let (g, _) = input_gradient(net, x, Mode::Eval, |z| ce_sum(z, onehot).negate());
+    let channels = input_channels(net.def());
+    let masked = mask_lowest(&x.as_vec(), &g.as_vec(), b, channels, p, channel_mean, rng);
+    x.device().tensor_from_vec(masked, *x.shape())
+}
+
 impl<D: Device<f32>> Regime<D> for Sgt {
     fn step(&mut self, net: &mut Network<D>, x: &Tensor<(usize, usize), f32, D>, y: &Targets<D>, ctx: &mut StepContext) -> StepOutput<D> {
-        let (b, _) = *x.shape();
-        // grad of log p_y = - grad of CE.
-        let (g, _) = input_gradient(net, x, Mode::Eval, |z| ce_sum(z, &y.onehot).negate());
-        let channels = self.channel_mean.len().max(1);
-        let masked = mask_lowest(&x.as_vec(), &g.as_vec(), b, channels, &self.params, &self.channel_mean, &mut ctx.rng);
-        let x_masked = x.device().tensor_from_vec(masked, *x.shape());
+        let x_masked = saliency_masked(net, x, &y.onehot, &self.params, &self.channel_mean, &mut ctx.rng);
 
         let clean = net.forward(x.clone().traced(Gradients::leaky()), Mode::Train);
         let (clean, tape) = clean.split_tape();
