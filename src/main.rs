@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod report;
 mod run;
 
 #[derive(Parser)]
@@ -24,6 +25,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Check a spec, train every run (or reuse its checkpoint), evaluate, and write results.csv.
     Run(run::RunArgs),
+    /// Regenerate a run directory's report (figures, summary tables, index.html) from its
+    /// results.csv, training.csv and saved saliency maps, without retraining.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +42,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
+        Command::Report(args) => report::main(args),
     }
 }

@@ -1,0 +1,324 @@
+//! The summary table: every scalar metric (rows of results.csv without a curve point or class)
+//! per regime, as mean and sample std over seeds ([`crate::stats::mean_std`]).
+//!
+//! `summary.csv` is tidy (one row per regime and metric: model, regime, metric, attack, eps,
+//! saliency, seeds, mean, std; raw values). `summary.md` and the HTML table put metrics in rows
+//! and regimes in columns (few regimes, many metrics), accuracies in percent.
+use crate::aggregate;
+use crate::data::Tables;
+use crate::error::ReportError;
+use crate::style::{fmt_eps, fmt_sig};
+
+/// What identifies one summary metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricKey {
+    pub metric: String,
+    pub attack: Option<String>,
+    pub eps: Option<f64>,
+    pub saliency: Option<String>,
+}
+
+impl MetricKey {
+    /// Accuracies are shown in percent.
+    pub fn is_percent(&self) -> bool {
+        self.metric.ends_with("accuracy")
+    }
+
+    /// Human label: `robust accuracy (%): pgd, ε = 0.1`.
+    pub fn label(&self) -> String {
+        let mut s = self.metric.replace('_', " ");
+        if self.is_percent() {
+            s.push_str(" (%)");
+        }
+        if self.metric == "train_seconds" {
+            s = "training time (s)".into();
+        }
+        let mut parts = Vec::new();
+        if let Some(a) = &self.attack {
+            parts.push(a.clone());
+        }
+        if let Some(e) = self.eps {
+            parts.push(format!("ε = {}", fmt_eps(e)));
+        }
+        if let Some(m) = &self.saliency {
+            parts.push(m.clone());
+        }
+        if parts.is_empty() {
+            s
+        } else {
+            format!("{s}: {}", parts.join(", "))
+        }
+    }
+
+    fn order(&self, first_seen: usize) -> (u8, u8, String, i64, usize) {
+        let rank = match self.metric.as_str() {
+            "clean_accuracy" => 0,
+            "robust_accuracy" => 1,
+            "train_seconds" => 3,
+            _ => 2,
+        };
+        let worst = u8::from(self.attack.as_deref() == Some("worst_case"));
+        let eps = (self.eps.unwrap_or(0.0) * 1e9) as i64;
+        let attack = if rank == 1 {
+            self.attack.clone().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        (
+            rank,
+            worst,
+            attack,
+            eps,
+            if rank == 1 { 0 } else { first_seen },
+        )
+    }
+}
+
+/// One cell: mean, std and the number of seeds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cell {
+    pub mean: f64,
+    pub std: f64,
+    pub seeds: usize,
+}
+
+/// Rows = metrics, columns = groups.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    pub group_labels: Vec<String>,
+    /// (model, regime) per column.
+    pub groups: Vec<(String, String)>,
+    pub metrics: Vec<MetricKey>,
+    /// cells[metric][group].
+    pub cells: Vec<Vec<Option<Cell>>>,
+}
+
+pub fn summarize(tables: &Tables) -> Summary {
+    let scalar = |r: &&crate::data::ResultRow| r.point.is_none() && r.class.is_none();
+    let mut keys: Vec<MetricKey> = Vec::new();
+    for r in tables.rows.iter().filter(scalar) {
+        let k = MetricKey {
+            metric: r.metric.clone(),
+            attack: r.attack.clone(),
+            eps: r.eps,
+            saliency: r.saliency.clone(),
+        };
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut ordered: Vec<(usize, MetricKey)> = keys.into_iter().enumerate().collect();
+    ordered.sort_by_key(|(i, k)| k.order(*i));
+    let metrics: Vec<MetricKey> = ordered.into_iter().map(|(_, k)| k).collect();
+    let cells = metrics
+        .iter()
+        .map(|k| {
+            let rows = tables.rows.iter().filter(scalar).filter(|r| {
+                r.metric == k.metric
+                    && r.attack == k.attack
+                    && r.eps == k.eps
+                    && r.saliency == k.saliency
+            });
+            let agg = aggregate::scalar(tables, rows, 1.0);
+            (0..tables.groups.len())
+                .map(|g| {
+                    agg.get(&g)
+                        .map(|&(mean, std, seeds)| Cell { mean, std, seeds })
+                })
+                .collect()
+        })
+        .collect();
+    Summary {
+        group_labels: (0..tables.groups.len()).map(|g| tables.label(g)).collect(),
+        groups: tables
+            .groups
+            .iter()
+            .map(|g| (g.model.clone(), g.regime.clone()))
+            .collect(),
+        metrics,
+        cells,
+    }
+}
+
+impl Summary {
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_empty()
+    }
+
+    /// `mean ± std` as shown to people (percent for accuracies; no ± with one seed).
+    pub fn cell_text(&self, m: usize, g: usize) -> String {
+        let Some(c) = self.cells[m][g] else {
+            return "–".into();
+        };
+        if self.metrics[m].is_percent() {
+            let (mean, std) = (c.mean * 100.0, c.std * 100.0);
+            if c.seeds > 1 {
+                format!("{mean:.2} ± {std:.2}")
+            } else {
+                format!("{mean:.2}")
+            }
+        } else if c.seeds > 1 {
+            // The spread with as many decimals as the mean, so the two line up.
+            let mean = fmt_sig(c.mean, 4);
+            let decimals = mean.split('.').nth(1).map_or(0, str::len);
+            format!("{mean} ± {:.decimals$}", c.std)
+        } else {
+            fmt_sig(c.mean, 4)
+        }
+    }
+
+    /// Number of seeds per group (the largest count over its metrics).
+    pub fn seeds(&self, g: usize) -> usize {
+        self.cells
+            .iter()
+            .filter_map(|row| row[g].map(|c| c.seeds))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Tidy CSV with raw values.
+    pub fn to_csv(&self) -> Result<String, ReportError> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let err = |e: csv::Error| ReportError::Csv {
+            path: "summary.csv".into(),
+            reason: e.to_string(),
+        };
+        w.write_record([
+            "model", "regime", "metric", "attack", "eps", "saliency", "seeds", "mean", "std",
+        ])
+        .map_err(err)?;
+        for (m, key) in self.metrics.iter().enumerate() {
+            for (g, (model, regime)) in self.groups.iter().enumerate() {
+                let Some(c) = self.cells[m][g] else { continue };
+                let eps = key.eps.map(|e| e.to_string()).unwrap_or_default();
+                w.write_record([
+                    model.as_str(),
+                    regime,
+                    &key.metric,
+                    key.attack.as_deref().unwrap_or(""),
+                    &eps,
+                    key.saliency.as_deref().unwrap_or(""),
+                    &c.seeds.to_string(),
+                    &c.mean.to_string(),
+                    &c.std.to_string(),
+                ])
+                .map_err(err)?;
+            }
+        }
+        let bytes = w.into_inner().map_err(|e| ReportError::Csv {
+            path: "summary.csv".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(String::from_utf8(bytes).unwrap_or_default())
+    }
+
+    /// GitHub-flavoured Markdown table.
+    pub fn to_markdown(&self) -> String {
+        let esc = |s: &str| s.replace('|', "\\|");
+        let mut out = String::from("| metric |");
+        for (g, label) in self.group_labels.iter().enumerate() {
+            out.push_str(&format!(" {} (n={}) |", esc(label), self.seeds(g)));
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---:|".repeat(self.group_labels.len()));
+        out.push('\n');
+        for (m, key) in self.metrics.iter().enumerate() {
+            out.push_str(&format!("| {} |", esc(&key.label())));
+            for g in 0..self.group_labels.len() {
+                out.push_str(&format!(" {} |", self.cell_text(m, g)));
+            }
+            out.push('\n');
+        }
+        out.push_str("\nmean ± sample standard deviation over n seeds (no ± for a single seed).\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::ResultRow;
+
+    fn row(
+        run: &str,
+        regime: &str,
+        metric: &str,
+        attack: Option<&str>,
+        eps: Option<f64>,
+        value: f64,
+    ) -> ResultRow {
+        ResultRow {
+            run: run.into(),
+            model: "cnn".into(),
+            regime: regime.into(),
+            seed: 0,
+            metric: metric.into(),
+            attack: attack.map(Into::into),
+            eps,
+            saliency: None,
+            point: None,
+            class: None,
+            value,
+        }
+    }
+
+    #[test]
+    fn orders_metrics_and_formats_cells() {
+        let rows = vec![
+            row("s0", "standard", "sparseness", None, None, 0.5),
+            row(
+                "s0",
+                "standard",
+                "robust_accuracy",
+                Some("worst_case"),
+                Some(0.1),
+                0.1,
+            ),
+            row(
+                "s0",
+                "standard",
+                "robust_accuracy",
+                Some("pgd"),
+                Some(0.3),
+                0.05,
+            ),
+            row(
+                "s0",
+                "standard",
+                "robust_accuracy",
+                Some("pgd"),
+                Some(0.1),
+                0.2,
+            ),
+            row("s0", "standard", "clean_accuracy", None, None, 0.9),
+            row("s1", "standard", "clean_accuracy", None, None, 0.92),
+            row("a0", "adv", "clean_accuracy", None, None, 0.8),
+            ResultRow {
+                class: Some(3),
+                ..row("a0", "adv", "class_accuracy", None, None, 0.7)
+            },
+        ];
+        let t = Tables::new(rows, vec![]);
+        let s = summarize(&t);
+        let labels: Vec<String> = s.metrics.iter().map(|k| k.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "clean accuracy (%)",
+                "robust accuracy (%): pgd, ε = 0.1",
+                "robust accuracy (%): pgd, ε = 0.3",
+                "robust accuracy (%): worst_case, ε = 0.1",
+                "sparseness"
+            ]
+        );
+        // clean accuracy of `standard`: seeds 0.90 and 0.92: mean 91.00, sample std 1.41 (%).
+        assert_eq!(s.cell_text(0, 0), "91.00 ± 1.41");
+        assert_eq!(s.cell_text(0, 1), "80.00");
+        assert_eq!(s.cell_text(4, 1), "–");
+        let md = s.to_markdown();
+        assert!(md.starts_with("| metric | standard (n=2) | adv (n=1) |\n|---|---:|---:|\n| clean accuracy (%) | 91.00 ± 1.41 | 80.00 |\n"), "{md}");
+        let csv = s.to_csv().unwrap();
+        assert!(csv.starts_with("model,regime,metric,attack,eps,saliency,seeds,mean,std\ncnn,standard,clean_accuracy,,,,2,0.91"), "{csv}");
+        assert!(!csv.contains("class_accuracy"));
+    }
+}
