@@ -1,0 +1,64 @@
+//! Max-sensitivity (Yeh, Hsieh, Suggala, Inouye, Ravikumar 2019, "On the (in)fidelity and
+//! sensitivity of explanations"), estimated by Monte Carlo as in their code and Quantus:
+//!
+//!   SENS_max(S, x) = max_{s = 1..n} ||S(x + d_s) - S(x)||_2 / ||S(x)||_2,
+//!   d_s ~ U([-r, r]^N)  (the Linf ball of radius r, pixel units; x + d_s is not clipped),
+//!
+//! keeping the true label y for S(x + d_s). Examples whose map S(x) is all zero have no
+//! relative sensitivity and are left out (`None`). For a stochastic method (SmoothGrad, a
+//! uniform baseline) the method's own noise adds to the value.
+use crate::ops::{row_norms, Mat};
+use crate::saliency::{check_batch, noise::uniform_like, Saliency, SaliencyError};
+use dfdx::prelude::*;
+use rand_chacha::ChaCha8Rng;
+use salient_nn::Network;
+
+/// Per-example max-sensitivity of `method` at `x`, given its map `s` = S(x).
+#[allow(clippy::too_many_arguments)]
+pub fn per_example<D: Device<f32>>(
+    method: &mut dyn Saliency<D>,
+    net: &mut Network<D>,
+    x: &Mat<D>,
+    labels: &[usize],
+    s: &Mat<D>,
+    radius: f64,
+    samples: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Option<f64>>, SaliencyError> {
+    check_batch(net, x, labels)?;
+    if !(radius.is_finite() && radius > 0.0) {
+        return Err(SaliencyError::param(format!(
+            "max-sensitivity: radius must be > 0, got {radius}"
+        )));
+    }
+    if samples == 0 {
+        return Err(SaliencyError::param(
+            "max-sensitivity: samples must be at least 1",
+        ));
+    }
+    if s.shape() != x.shape() {
+        return Err(SaliencyError::Shape {
+            what: "saliency map".into(),
+            expected: format!("{:?}", x.shape()),
+            got: format!("{:?}", s.shape()),
+        });
+    }
+    let shape = *x.shape();
+    let dev = x.device().clone();
+    let base = row_norms(s).as_vec();
+    let mut worst = vec![0f64; shape.0];
+    let r = radius as f32;
+    for _ in 0..samples {
+        let d = uniform_like(&dev, rng, shape, -r, r);
+        let sd = method.map(net, &(x.clone() + d), labels)?;
+        let diff = row_norms(&(sd - s.clone())).as_vec();
+        for (w, &v) in worst.iter_mut().zip(&diff) {
+            *w = w.max(v as f64);
+        }
+    }
+    Ok(worst
+        .iter()
+        .zip(&base)
+        .map(|(&w, &b)| (b > 0.0).then(|| w / b as f64))
+        .collect())
+}
