@@ -87,7 +87,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
     let not_run = salient_engine::runner::unsupported_parts(&exp);
     if !not_run.is_empty() {
-        eprintln!("note: this version does not run these parts of the spec yet: {}", not_run.join("; "));
+        eprintln!("note: not run: {}", not_run.join("; "));
     }
     match salient_engine::run(&exp, &source, &opts) {
         Ok(report) => {
@@ -95,6 +95,12 @@ pub fn main(args: RunArgs) -> ExitCode {
                 eprintln!("skipped {id}: {why}");
             }
             print_summary(&report);
+            // The report is regenerated from the files just written (`salient report DIR` does
+            // the same on its own); a figure that fails is a warning, not a failed run.
+            match salient_report::generate(&report.out_dir) {
+                Ok(o) => println!("report: {}", o.index.display()),
+                Err(e) => eprintln!("warning: the report could not be written: {e}"),
+            }
             ExitCode::SUCCESS
         }
         Err(EngineError::Interrupted) => {

@@ -36,6 +36,18 @@ pub enum EngineError {
 
     #[error("interrupted (Ctrl-C): every finished run was kept")]
     Interrupted,
+
+    /// Bad input to an evaluation attack (shapes, labels, parameters).
+    #[error("run `{run}`: {source}")]
+    Attack {
+        run: String,
+        #[source]
+        source: crate::attack::AttackError,
+    },
+
+    /// Bad input to a saliency method or metric (shapes, labels, parameters).
+    #[error("saliency: {0}")]
+    Saliency(#[from] crate::saliency::SaliencyError),
 }
 
 impl EngineError {

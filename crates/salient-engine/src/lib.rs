@@ -7,12 +7,16 @@ pub mod attack;
 pub mod error;
 pub mod eval;
 pub mod grad;
+pub mod interpret;
 pub mod losses;
+pub mod metrics;
 pub mod ops;
 pub mod progress;
 pub mod regime;
 pub mod results;
+pub mod robustness;
 pub mod runner;
+pub mod saliency;
 pub mod store;
 pub mod train;
 

@@ -3,6 +3,8 @@
 //! Cuda.
 use crate::error::EngineError;
 use crate::eval;
+use crate::interpret;
+use crate::robustness;
 use crate::progress::RunProgress;
 use crate::regime;
 use crate::results::{ResultRow, Results};
@@ -46,7 +48,7 @@ pub struct RunReport {
     pub rows: Vec<ResultRow>,
 }
 
-/// Parts of the experiment that this build cannot run yet, in words, for the user.
+/// Parts of the experiment that will not run, in words, for the user.
 pub fn unsupported_parts(exp: &Experiment) -> Vec<String> {
     let mut out = Vec::new();
     let mut regimes: Vec<&str> = exp.runs.iter().filter(|r| !regime::supported(&r.regime.regime)).map(|r| r.regime.regime.kind_name()).collect();
@@ -55,19 +57,8 @@ pub fn unsupported_parts(exp: &Experiment) -> Vec<String> {
     if !regimes.is_empty() {
         out.push(format!("regimes {} (their runs are skipped)", regimes.join(", ")));
     }
-    if !exp.attacks.is_empty() {
-        let mut names: Vec<&str> = exp.attacks.iter().map(|a| a.name.as_str()).collect();
-        names.dedup();
-        out.push(format!("attacks {}", names.join(", ")));
-    }
-    if !exp.saliency.is_empty() {
-        let mut names: Vec<&str> = exp.saliency.iter().map(|a| a.name.as_str()).collect();
-        names.dedup();
-        out.push(format!("saliency methods {}", names.join(", ")));
-    }
-    let metrics: Vec<&str> = exp.metrics.iter().filter(|m| !matches!(m, MetricSpec::CleanAccuracy)).map(|m| m.name()).collect();
-    if !metrics.is_empty() {
-        out.push(format!("metrics {}", metrics.join(", ")));
+    if !exp.attacks.is_empty() && !exp.metrics.iter().any(|m| matches!(m, MetricSpec::RobustAccuracy)) {
+        out.push("the attacks (add `robust_accuracy` to `metrics` to run them)".to_string());
     }
     out
 }
@@ -159,6 +150,14 @@ fn run_on<D: Device<f32>>(
             }
         };
         let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
+        if !exp.attacks.is_empty() {
+            progress.note(&format!("{}: attacking ({} attack points)", run.id, exp.attacks.len()));
+        }
+        let robust = robustness::robustness_rows(&mut net, exp, &splits.test, run)?;
+        if !exp.saliency.is_empty() {
+            progress.note(&format!("{}: saliency maps and metrics ({} methods)", run.id, exp.saliency.len()));
+        }
+        let interpret = interpret::interpret_rows(&mut net, exp, splits, run, &opts.out_dir.join("maps").join(&run.id))?;
         results.rows.push(ResultRow::new(run, "clean_accuracy", acc.value()));
         for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
             let mut row = ResultRow::new(run, "class_accuracy", if total == 0 { 0.0 } else { hit as f64 / total as f64 });
@@ -166,6 +165,8 @@ fn run_on<D: Device<f32>>(
             results.rows.push(row);
         }
         results.rows.push(ResultRow::new(run, "train_seconds", record.train_seconds));
+        results.rows.extend(robust);
+        results.rows.extend(interpret);
         results.add_curve(run, &record.log);
         results.flush()?;
     }

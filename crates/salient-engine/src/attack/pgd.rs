@@ -8,8 +8,12 @@
 //!
 //! Random start: Linf, delta ~ U(-eps, eps)^n; L2, delta = eps * u * z / ||z|| with z ~ N(0, I)
 //! and u ~ U(0, 1) (a random direction at a random radius inside the ball).
+//!
+//! Evaluation ([`pgd_restarts`]): the network in eval mode, cross-entropy, `restarts` runs, each
+//! iterate checked, an example broken as soon as any iterate of any restart misclassifies it.
+use super::eval::{bucket, padded, put_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial};
 use crate::grad::input_gradient;
-use crate::losses::{ce_sum, Logits};
+use crate::losses::{ce_sum, one_hot, Logits};
 use crate::ops::{normalize_rows, project_l2, sign, Mat};
 use dfdx::prelude::*;
 use rand::Rng;
@@ -99,11 +103,66 @@ pub fn pgd<D: Device<f32>>(net: &mut Network<D>, x: &Mat<D>, onehot: &Mat<D>, cf
     for _ in 0..cfg.steps {
         let xa = x.clone() + delta.clone();
         let (g, _) = input_gradient(net, &xa, mode, |z| attack_loss(cfg.loss, z, onehot));
-        delta = match cfg.norm {
-            Norm::Linf => (delta + sign(&g) * cfg.step_size).clamp(-cfg.eps, cfg.eps),
-            Norm::L2 => project_l2(delta + normalize_rows(&g) * cfg.step_size, cfg.eps),
-        };
-        delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
+        delta = pgd_step(x, delta, &g, cfg);
     }
     (x.clone() + delta).clamp(0.0, 1.0)
+}
+
+/// One PGD update of the perturbation `delta` given the gradient `g` at `x + delta`: the ascent
+/// step, the projection onto the eps-ball, then onto the box (so that x + delta is in [0, 1]).
+pub fn pgd_step<D: Device<f32>>(x: &Mat<D>, delta: Mat<D>, g: &Mat<D>, cfg: &PgdConfig) -> Mat<D> {
+    let delta = match cfg.norm {
+        Norm::Linf => (delta + sign(g) * cfg.step_size).clamp(-cfg.eps, cfg.eps),
+        Norm::L2 => project_l2(delta + normalize_rows(g) * cfg.step_size, cfg.eps),
+    };
+    (x.clone() + delta).clamp(0.0, 1.0) - x.clone()
+}
+
+/// PGD for evaluation: `restarts` runs (each from its own random start; one run when there is
+/// no random start, since every run would be the same), network in eval mode, labels on the
+/// host. Each iterate is checked: an example is broken as soon as any iterate of any restart
+/// misclassifies it, keeps that first adversarial example, and leaves the batch (in eval mode
+/// examples do not interact, so the others' iterates are unchanged). Robust examples get the
+/// last iterate of the last restart.
+pub fn pgd_restarts<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Mat<D>,
+    labels: &[usize],
+    cfg: &PgdConfig,
+    restarts: usize,
+    rng: &mut ChaCha8Rng,
+) -> AttackOutcome<D> {
+    let classes = net.def().output.numel();
+    let restarts = if cfg.random_start { restarts } else { 1 };
+    with_restarts(x, labels, restarts, |x0, labels| {
+        let dev = x0.device().clone();
+        let shape = *x0.shape();
+        let mut seen = FirstAdversarial::new(x0, classes);
+        // The examples still attacked (indices into x0), one per leading row of the working set
+        // (x, delta, onehot); further rows are padding (see `bucket`).
+        let mut rows: Vec<usize> = (0..shape.0).collect();
+        let mut x = x0.clone();
+        let mut onehot = one_hot(&dev, labels, classes);
+        let mut delta: Mat<D> = if cfg.random_start { random_start(&dev, shape, cfg.norm, cfg.eps, rng) } else { dev.zeros_like(&shape) };
+        delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
+        for _ in 0..cfg.steps {
+            let xa = x.clone() + delta.clone();
+            let (g, logits) = input_gradient(net, &xa, Mode::Eval, |z| attack_loss(cfg.loss, z, &onehot));
+            let wrong = seen.observe_rows(&xa, &logits.as_vec(), &rows, labels);
+            delta = pgd_step(&x, delta, &g, cfg);
+            if wrong.iter().any(|&w| w) {
+                let keep: Vec<usize> = (0..rows.len()).filter(|&j| !wrong[j]).collect();
+                if keep.is_empty() {
+                    return seen.finish(x0.clone());
+                }
+                let work = padded(&keep, bucket(keep.len(), shape.0));
+                (x, delta, onehot) = (take_rows(&x, &work), take_rows(&delta, &work), take_rows(&onehot, &work));
+                rows = keep.iter().map(|&j| rows[j]).collect();
+            }
+        }
+        let last = (x + delta).clamp(0.0, 1.0);
+        let logits = net.forward(last.clone(), Mode::Eval).as_vec();
+        seen.observe_rows(&last, &logits, &rows, labels);
+        seen.finish(put_rows(x0.clone(), last, &rows))
+    })
 }

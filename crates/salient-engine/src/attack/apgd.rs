@@ -1,0 +1,363 @@
+//! Auto-PGD (Croce and Hein 2020, "Reliable evaluation of adversarial robustness with an
+//! ensemble of diverse parameter-free attacks", Algorithm 1), Linf and L2, with the
+//! cross-entropy or the DLR loss, on logits, network in eval mode.
+//!
+//! With P the projection onto the eps-ball around x intersected with the [0, 1] box, s(g) =
+//! sign(g) (Linf) or g / ||g||_2 (L2), and per example a step size eta (start 2 eps):
+//!
+//!   z^(k+1) = P( x^(k) + eta^(k) s(grad f(x^(k))) )
+//!   x^(k+1) = P( x^(k) + alpha (z^(k+1) - x^(k)) + (1 - alpha)(x^(k) - x^(k-1)) )
+//!
+//! with momentum alpha = 0.75 (alpha = 1 on the first step). The best point x_max (highest
+//! loss) is tracked per example. At the checkpoints w_j = ceil(p_j N_iter), p_0 = 0, p_1 = 0.22,
+//! p_(j+1) = p_j + max(p_j - p_(j-1) - 0.03, 0.06), the step size of an example is halved and
+//! its iterate restarted from x_max (with the gradient there) when
+//!   1. the loss increased in fewer than rho (w_j - w_(j-1)) of the steps since the last
+//!      checkpoint, rho = 0.75: sum_(i=w_(j-1))^(w_j - 1) 1[f(x^(i+1)) > f(x^(i))] < rho (w_j - w_(j-1));
+//!   2. or the step size was not halved at the last checkpoint and the best loss has not
+//!      changed since it.
+//!
+//! Checkpoint windows are counted in whole steps as the authors' code does: the first window
+//! is max(floor(0.22 N), 1) steps, each next one max(previous - max(floor(0.03 N), 1),
+//! max(floor(0.06 N), 1)). Condition 2 is also checked at the first checkpoint (against the
+//! start point), as Algorithm 1 states; the authors' code skips it there.
+//!
+//! Start: Linf, x + eps t / ||t||_inf with t ~ U(-1, 1)^n; L2, x + eps t / ||t||_2 with t ~
+//! N(0, I); then clipped to [0, 1]. The Linf projection is exact (clip to [max(x - eps, 0),
+//! min(x + eps, 1)]); the L2 one projects onto the ball, then clips to the box (which only
+//! shortens the perturbation), as the authors do.
+//!
+//! DLR loss (per example, z the logits, pi the classes sorted by decreasing logit):
+//!   DLR(z, y) = -(z_y - max_(i != y) z_i) / (z_pi1 - z_pi3 + 1e-12)
+//! Its gradient is taken through the selected logits (the sort is piecewise constant), as
+//! PyTorch's sort does. It needs at least 3 classes.
+//!
+//! Restarts attack only the examples earlier restarts left robust. A broken example keeps the
+//! first adversarial iterate found; a robust one gets x_max.
+use super::eval::{bucket, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial};
+use crate::grad::input_gradient;
+use crate::losses::{one_hot, Logits};
+use crate::ops::{normalize_rows, project_l2, scale_rows, sign, Mat};
+use dfdx::prelude::*;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use salient_ir::{ApgdLoss, Norm};
+use salient_nn::{Mode, Network};
+
+/// Momentum weight alpha of Algorithm 1.
+pub const MOMENTUM: f32 = 0.75;
+/// Fraction rho of loss-increasing steps below which the step size is halved.
+pub const RHO: f64 = 0.75;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ApgdConfig {
+    pub norm: Norm,
+    pub eps: f32,
+    pub loss: ApgdLoss,
+    /// Iterations N_iter per restart.
+    pub steps: usize,
+    pub restarts: usize,
+}
+
+/// APGD with restarts on the batch `x` (correct labels `labels`), network in eval mode.
+pub fn apgd<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Mat<D>,
+    labels: &[usize],
+    cfg: &ApgdConfig,
+    rng: &mut ChaCha8Rng,
+) -> AttackOutcome<D> {
+    with_restarts(x, labels, cfg.restarts, |x, labels| single_run(net, x, labels, cfg, rng))
+}
+
+/// The checkpoint windows of Algorithm 1 for `n` iterations, as step counts: the iterations
+/// (1-based) after which the step-size conditions are checked.
+pub fn checkpoints(n: usize) -> Vec<usize> {
+    let first = ((0.22 * n as f64) as usize).max(1);
+    let decrease = ((0.03 * n as f64) as usize).max(1);
+    let min = ((0.06 * n as f64) as usize).max(1);
+    let (mut out, mut at, mut window) = (Vec::new(), first, first);
+    while at <= n {
+        out.push(at);
+        window = window.saturating_sub(decrease).max(min);
+        at += window;
+    }
+    out
+}
+
+/// The per-example state of one APGD run, for the examples still being attacked.
+struct State<D: Device<f32>> {
+    /// Indices (into the run's batch) of the examples still attacked, one per leading row of
+    /// the working set below; further rows are padding (see [`bucket`]).
+    rows: Vec<usize>,
+    /// The run's batch size.
+    full: usize,
+    /// Labels of every working row, padding included.
+    ys: Vec<usize>,
+    x: Mat<D>,
+    onehot: Mat<D>,
+    /// Bounds of the Linf projection: max(x - eps, 0) and min(x + eps, 1).
+    lo: Mat<D>,
+    hi: Mat<D>,
+    x_cur: Mat<D>,
+    x_prev: Mat<D>,
+    g: Mat<D>,
+    x_best: Mat<D>,
+    g_best: Mat<D>,
+    loss: Vec<f32>,
+    loss_best: Vec<f32>,
+    eta: Vec<f32>,
+    /// Steps since the last checkpoint at which the loss increased.
+    increases: Vec<usize>,
+    reduced_last: Vec<bool>,
+    best_at_last_mark: Vec<f32>,
+}
+
+impl<D: Device<f32>> State<D> {
+    /// Rows of the working set, padding included.
+    fn size(&self) -> usize {
+        self.eta.len()
+    }
+
+    /// P: the projection onto the eps-ball around x intersected with the box.
+    fn project(&self, t: Mat<D>, cfg: &ApgdConfig) -> Mat<D> {
+        match cfg.norm {
+            Norm::Linf => t.maximum(self.lo.clone()).minimum(self.hi.clone()),
+            Norm::L2 => (self.x.clone() + project_l2(t - self.x.clone(), cfg.eps)).clamp(0.0, 1.0),
+        }
+    }
+
+    /// Keep only the working rows `keep` (examples that left the batch are dropped), padded.
+    fn retain(&mut self, keep: &[usize]) {
+        self.rows = keep.iter().map(|&j| self.rows[j]).collect();
+        let work = padded(keep, bucket(keep.len(), self.full));
+        let keep = &work[..];
+        let pick = |t: &Mat<D>| take_rows(t, keep);
+        (self.x, self.onehot, self.lo, self.hi) = (pick(&self.x), pick(&self.onehot), pick(&self.lo), pick(&self.hi));
+        (self.x_cur, self.x_prev, self.g) = (pick(&self.x_cur), pick(&self.x_prev), pick(&self.g));
+        (self.x_best, self.g_best) = (pick(&self.x_best), pick(&self.g_best));
+        fn host<T: Copy>(v: &[T], keep: &[usize]) -> Vec<T> {
+            keep.iter().map(|&j| v[j]).collect()
+        }
+        self.ys = host(&self.ys, keep);
+        (self.loss, self.loss_best, self.eta) = (host(&self.loss, keep), host(&self.loss_best, keep), host(&self.eta, keep));
+        (self.increases, self.reduced_last) = (host(&self.increases, keep), host(&self.reduced_last, keep));
+        self.best_at_last_mark = host(&self.best_at_last_mark, keep);
+    }
+}
+
+/// One APGD run from a random start. An example leaves the batch once misclassified (in eval
+/// mode examples do not interact, so the others' iterates are unchanged).
+fn single_run<D: Device<f32>>(
+    net: &mut Network<D>,
+    x0: &Mat<D>,
+    labels: &[usize],
+    cfg: &ApgdConfig,
+    rng: &mut ChaCha8Rng,
+) -> AttackOutcome<D> {
+    let classes = net.def().output.numel();
+    let dev = x0.device().clone();
+    let shape = *x0.shape();
+    let b = shape.0;
+    let mut seen = FirstAdversarial::new(x0, classes);
+    let lo = (x0.clone() - cfg.eps).clamp(0.0, 1.0);
+    let hi = (x0.clone() + cfg.eps).clamp(0.0, 1.0);
+    let zeros: Mat<D> = dev.zeros_like(&shape);
+    let mut st = State {
+        rows: (0..b).collect(),
+        full: b,
+        ys: labels.to_vec(),
+        x: x0.clone(),
+        onehot: one_hot(&dev, labels, classes),
+        lo,
+        hi,
+        x_cur: zeros.clone(),
+        x_prev: zeros.clone(),
+        g: zeros.clone(),
+        x_best: zeros.clone(),
+        g_best: zeros,
+        loss: Vec::new(),
+        loss_best: Vec::new(),
+        eta: vec![2.0 * cfg.eps; b],
+        increases: vec![0; b],
+        reduced_last: vec![false; b],
+        best_at_last_mark: Vec::new(),
+    };
+    st.x_cur = st.project(x0.clone() + start(&dev, shape, cfg.norm, cfg.eps, rng), cfg);
+    let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg.loss, &mut seen);
+    (st.g, st.loss) = (g, loss);
+    (st.x_prev, st.x_best, st.g_best) = (st.x_cur.clone(), st.x_cur.clone(), st.g.clone());
+    (st.loss_best, st.best_at_last_mark) = (st.loss.clone(), st.loss.clone());
+    if !drop_broken(&mut st, &wrong) {
+        return seen.finish(x0.clone());
+    }
+    let marks = checkpoints(cfg.steps);
+    let (mut window_start, mut next_mark) = (0usize, 0usize);
+    for k in 0..cfg.steps {
+        let alpha = if k == 0 { 1.0 } else { MOMENTUM };
+        let momentum = st.x_cur.clone() - st.x_prev.clone();
+        st.x_prev = st.x_cur.clone();
+        let eta = dev.tensor_from_vec(st.eta.clone(), (st.size(),));
+        let dir = match cfg.norm {
+            Norm::Linf => sign(&st.g),
+            Norm::L2 => normalize_rows(&st.g),
+        };
+        let z = st.project(st.x_cur.clone() + scale_rows(dir, eta), cfg);
+        st.x_cur = st.project(st.x_cur.clone() + (z - st.x_cur.clone()) * alpha + momentum * (1.0 - alpha), cfg);
+        let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg.loss, &mut seen);
+        st.g = g;
+        for (i, l) in loss.iter().enumerate() {
+            st.increases[i] += (*l > st.loss[i]) as usize;
+        }
+        st.loss = loss;
+        let improved: Vec<bool> = (0..st.size()).map(|i| st.loss[i] > st.loss_best[i]).collect();
+        if improved.iter().any(|&v| v) {
+            st.x_best = select_rows(&improved, st.x_cur.clone(), st.x_best.clone());
+            st.g_best = select_rows(&improved, st.g.clone(), st.g_best.clone());
+            for i in (0..st.size()).filter(|&i| improved[i]) {
+                st.loss_best[i] = st.loss[i];
+            }
+        }
+        if next_mark < marks.len() && k + 1 == marks[next_mark] {
+            checkpoint(&mut st, (k + 1 - window_start) as f64);
+            window_start = k + 1;
+            next_mark += 1;
+        }
+        if !drop_broken(&mut st, &wrong) {
+            return seen.finish(x0.clone());
+        }
+    }
+    let fallback = put_rows(x0.clone(), st.x_best, &st.rows);
+    seen.finish(fallback)
+}
+
+/// The step-size conditions at a checkpoint closing a window of `window` steps: halve eta and
+/// restart from x_max (with its gradient) where the loss rose in fewer than rho * window steps,
+/// or where eta was not halved at the last checkpoint and the best loss has not moved since.
+fn checkpoint<D: Device<f32>>(st: &mut State<D>, window: f64) {
+    let reduce: Vec<bool> = (0..st.size())
+        .map(|i| {
+            let oscillating = (st.increases[i] as f64) < RHO * window;
+            let stalled = !st.reduced_last[i] && st.loss_best[i] <= st.best_at_last_mark[i];
+            oscillating || stalled
+        })
+        .collect();
+    if reduce.iter().any(|&r| r) {
+        st.x_cur = select_rows(&reduce, st.x_best.clone(), st.x_cur.clone());
+        st.g = select_rows(&reduce, st.g_best.clone(), st.g.clone());
+        for i in (0..st.size()).filter(|&i| reduce[i]) {
+            st.eta[i] /= 2.0;
+            st.loss[i] = st.loss_best[i];
+        }
+    }
+    st.reduced_last = reduce;
+    st.best_at_last_mark = st.loss_best.clone();
+    st.increases.iter_mut().for_each(|c| *c = 0);
+}
+
+/// Remove the examples misclassified at the current iterate; false when none is left.
+fn drop_broken<D: Device<f32>>(st: &mut State<D>, wrong: &[bool]) -> bool {
+    if wrong.iter().any(|&w| w) {
+        let keep: Vec<usize> = (0..wrong.len()).filter(|&j| !wrong[j]).collect();
+        if keep.is_empty() {
+            return false;
+        }
+        st.retain(&keep);
+    }
+    true
+}
+
+/// A random start inside the ball (see the module docs), on the device.
+fn start<D: Device<f32>>(dev: &D, shape: (usize, usize), norm: Norm, eps: f32, rng: &mut ChaCha8Rng) -> Mat<D> {
+    let (b, n) = shape;
+    let mut v = vec![0.0f32; b * n];
+    for row in v.chunks_mut(n.max(1)) {
+        let scale = match norm {
+            Norm::Linf => {
+                row.iter_mut().for_each(|t| *t = rng.gen_range(-1.0f32..1.0));
+                row.iter().fold(0.0f32, |m, t| m.max(t.abs()))
+            }
+            Norm::L2 => {
+                row.iter_mut().for_each(|t| *t = gaussian(rng));
+                row.iter().map(|t| t * t).sum::<f32>().sqrt()
+            }
+        };
+        let s = eps / (scale + 1e-12);
+        row.iter_mut().for_each(|t| *t *= s);
+    }
+    dev.tensor_from_vec(v, shape)
+}
+
+/// A standard normal deviate (Box-Muller).
+fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
+    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// Gradient of the summed loss at the current iterate, the per-example losses (host) and
+/// whether each example is misclassified there (recorded in `seen`).
+fn loss_and_gradient<D: Device<f32>>(
+    net: &mut Network<D>,
+    st: &State<D>,
+    labels: &[usize],
+    loss: ApgdLoss,
+    seen: &mut FirstAdversarial<D>,
+) -> (Mat<D>, Vec<f32>, Vec<bool>) {
+    let mut per_example = Vec::new();
+    let (g, logits) = input_gradient(net, &st.x_cur, Mode::Eval, |z| {
+        let l = match loss {
+            ApgdLoss::Ce => ce_rows(z, &st.onehot),
+            ApgdLoss::Dlr => dlr_rows(z, &st.ys),
+        };
+        per_example = l.retaped::<NoneTape>().as_vec();
+        l.sum()
+    });
+    let wrong = seen.observe_rows(&st.x_cur, &logits.as_vec(), &st.rows, labels);
+    (g, per_example, wrong)
+}
+
+/// Per-example cross-entropy -log softmax(z)_y, (B,).
+pub fn ce_rows<D: Device<f32>, T: Tape<f32, D>>(z: Logits<D, T>, onehot: &Mat<D>) -> Tensor<(usize,), f32, D, T> {
+    (z.log_softmax::<Axis<1>>() * onehot.clone()).sum::<(usize,), Axis<1>>().negate()
+}
+
+/// Per-example DLR loss (see the module docs), (B,), differentiable in the logits. The classes
+/// picked by the sort (y's strongest rival, pi1, pi3) are read from the logits' values.
+///
+/// # Panics
+/// With fewer than 3 classes ([`crate::attack::attack_batch`] refuses those with an error).
+pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(z: Logits<D, T>, labels: &[usize]) -> Tensor<(usize,), f32, D, T> {
+    let (b, c) = *z.shape();
+    let values = z.as_vec();
+    let (mut num, mut den) = (vec![0.0f32; b * c], vec![0.0f32; b * c]);
+    for (i, row) in values.chunks(c).enumerate() {
+        let y = labels[i];
+        let mut order: Vec<usize> = (0..c).collect();
+        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let rival = *order.iter().find(|&&j| j != y).expect("at least 2 classes");
+        num[i * c + y] += 1.0;
+        num[i * c + rival] -= 1.0;
+        den[i * c + order[0]] += 1.0;
+        den[i * c + order[2]] -= 1.0;
+    }
+    let dev = z.device().clone();
+    let num: Mat<D> = dev.tensor_from_vec(num, (b, c));
+    let den: Mat<D> = dev.tensor_from_vec(den, (b, c));
+    let (z, tape) = z.split_tape();
+    let margin = (z.clone().put_tape(tape) * num).sum::<(usize,), Axis<1>>();
+    let (margin, tape) = margin.split_tape();
+    let spread = (z.put_tape(tape) * den).sum::<(usize,), Axis<1>>() + 1e-12;
+    let (spread, tape) = spread.split_tape();
+    (margin.put_tape(tape) / spread.retaped::<T>()).negate()
+}
+
+/// The DLR loss of one row of logits (host, in f64), for tests and reports.
+///
+/// # Panics
+/// With fewer than 3 logits.
+pub fn dlr(logits: &[f32], y: usize) -> f64 {
+    let mut sorted: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let rival = logits.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| v as f64).fold(f64::NEG_INFINITY, f64::max);
+    -(logits[y] as f64 - rival) / (sorted[0] - sorted[2] + 1e-12)
+}
