@@ -4,63 +4,10 @@
 use crate::error::EngineError;
 use crate::train::EpochLog;
 use salient_ir::TrainRun;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// One tidy result row. Empty optional fields are written as empty cells.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResultRow {
-    pub run: String,
-    pub model: String,
-    /// The regime's label (name plus the sweep values that distinguish it).
-    pub regime: String,
-    pub seed: u64,
-    pub metric: String,
-    /// Attack name (robust accuracy; `worst_case` for the per-example worst case over attacks).
-    pub attack: Option<String>,
-    pub eps: Option<f64>,
-    /// Saliency method name (saliency metrics).
-    pub saliency: Option<String>,
-    /// The curve's abscissa where a metric is a curve (e.g. the masked percentage p of the
-    /// masking curve, the fraction of pixels deleted).
-    pub point: Option<f64>,
-    pub class: Option<usize>,
-    pub value: f64,
-}
-
-impl ResultRow {
-    pub fn new(run: &TrainRun, metric: &str, value: f64) -> Self {
-        ResultRow {
-            run: run.id.clone(),
-            model: run.model.clone(),
-            regime: run.regime.label.clone(),
-            seed: run.train.seed,
-            metric: metric.to_string(),
-            attack: None,
-            eps: None,
-            saliency: None,
-            point: None,
-            class: None,
-            value,
-        }
-    }
-}
-
-/// One row of the training curve.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CurveRow {
-    pub run: String,
-    pub model: String,
-    pub regime: String,
-    pub seed: u64,
-    pub epoch: usize,
-    pub loss: f64,
-    pub train_accuracy: f64,
-    pub test_accuracy: f64,
-    pub lr: f64,
-    pub seconds: f64,
-    pub images_per_second: f64,
-}
+pub use salient_ir::results::{CurveRow, ResultRow};
 
 /// Accumulates rows and rewrites the CSV files in `dir`.
 pub struct Results {

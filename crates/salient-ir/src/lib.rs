@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub mod results;
 use std::fmt;
 
 /// Version of the IR layout; stored in checkpoints so that a stale checkpoint is never reused.

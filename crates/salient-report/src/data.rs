@@ -3,48 +3,9 @@
 //! per run and epoch). Columns are matched by header name; optional columns may be absent
 //! (older files have no `saliency` / `point`), so a report reads every version of the files.
 use crate::error::ReportError;
-use serde::Deserialize;
 use std::path::Path;
 
-/// One row of `results.csv`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct ResultRow {
-    pub run: String,
-    pub model: String,
-    pub regime: String,
-    pub seed: u64,
-    pub metric: String,
-    #[serde(default)]
-    pub attack: Option<String>,
-    #[serde(default)]
-    pub eps: Option<f64>,
-    #[serde(default)]
-    pub saliency: Option<String>,
-    #[serde(default)]
-    pub point: Option<f64>,
-    #[serde(default)]
-    pub class: Option<usize>,
-    pub value: f64,
-}
-
-/// One row of `training.csv`.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct CurveRow {
-    pub run: String,
-    pub model: String,
-    pub regime: String,
-    pub seed: u64,
-    pub epoch: usize,
-    pub loss: f64,
-    pub train_accuracy: f64,
-    pub test_accuracy: f64,
-    #[serde(default)]
-    pub lr: Option<f64>,
-    #[serde(default)]
-    pub seconds: Option<f64>,
-    #[serde(default)]
-    pub images_per_second: Option<f64>,
-}
+pub use salient_ir::results::{CurveRow, ResultRow};
 
 /// A (model, regime) pair: what the figures compare. Seeds of one group are aggregated.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
