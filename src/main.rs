@@ -12,7 +12,11 @@ mod report;
 mod run;
 
 #[derive(Parser)]
-#[command(name = "salient", version, about = "Adversarial robustness and interpretability experiments from one .exp file")]
+#[command(
+    name = "salient",
+    version,
+    about = "Adversarial robustness and interpretability experiments from one .exp file"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +40,11 @@ fn main() -> ExitCode {
         Err(e) => {
             let _ = e.print();
             // clap: --help / --version are not errors.
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {

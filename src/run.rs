@@ -48,14 +48,20 @@ pub fn main(args: RunArgs) -> ExitCode {
     let checked = salient_lang::check(&file, &source);
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if !checked.diagnostics.is_empty() {
-        eprint!("{}", salient_lang::render(&file, &source, &checked.diagnostics, color));
+        eprint!(
+            "{}",
+            salient_lang::render(&file, &source, &checked.diagnostics, color)
+        );
     }
     let Some(exp) = checked.experiment else {
         eprintln!("error: {file} has errors; nothing was run");
         return ExitCode::from(1);
     };
 
-    let out_dir = args.out.clone().unwrap_or_else(|| PathBuf::from(&exp.report.dir));
+    let out_dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&exp.report.dir));
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
@@ -104,7 +110,10 @@ pub fn main(args: RunArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(EngineError::Interrupted) => {
-            eprintln!("interrupted: finished runs are kept in {}", out_dir.display());
+            eprintln!(
+                "interrupted: finished runs are kept in {}",
+                out_dir.display()
+            );
             ExitCode::from(130)
         }
         Err(e) => {
@@ -120,9 +129,17 @@ pub fn main(args: RunArgs) -> ExitCode {
 }
 
 fn print_summary(report: &salient_engine::RunReport) {
-    println!("trained {} run(s), reused {} checkpoint(s)", report.trained.len(), report.reused.len());
+    println!(
+        "trained {} run(s), reused {} checkpoint(s)",
+        report.trained.len(),
+        report.reused.len()
+    );
     for row in report.rows.iter().filter(|r| r.metric == "clean_accuracy") {
-        println!("  {:<40} clean accuracy {:>7.2}%", row.run, row.value * 100.0);
+        println!(
+            "  {:<40} clean accuracy {:>7.2}%",
+            row.run,
+            row.value * 100.0
+        );
     }
     println!("results: {}", report.out_dir.join("results.csv").display());
 }

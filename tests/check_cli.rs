@@ -42,10 +42,7 @@ fn valid_specs_exit_0_with_a_summary() {
     );
     assert!(stdout.contains("quickstart.exp: ok"), "{stdout}");
     assert!(stdout.contains("215,370 params"), "{stdout}");
-    assert!(
-        stdout.contains("attack.fgsm.eps = [0.1, 0.3]"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("attack.fgsm.eps = [0.1, 0.3]"), "{stdout}");
     assert!(
         stdout.contains("3 training runs, 15 attack evaluations"),
         "{stdout}"

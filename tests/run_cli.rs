@@ -20,19 +20,49 @@ fn run_writes_results_and_reuses_checkpoints() {
     let spec = dir.path().join("tiny.exp");
     std::fs::write(&spec, SPEC).unwrap();
     let out = dir.path().join("out");
-    let first = salient().args(["run", spec.to_str().unwrap(), "--quiet", "--out", out.to_str().unwrap()]).output().unwrap();
+    let first = salient()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert!(first.status.success(), "exit {:?}: {stderr}", first.status);
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(stdout.contains("trained 1 run(s), reused 0"), "{stdout}");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    assert!(csv.starts_with("run,model,regime,seed,metric,attack,eps,saliency,point,class,value"), "{csv}");
-    assert!(csv.contains("net-standard-seed0,net,standard,0,clean_accuracy"), "{csv}");
-    for f in ["training.csv", "spec.exp", "experiment.json", "runs/net-standard-seed0/model.safetensors", "runs/net-standard-seed0/run.json"] {
+    assert!(
+        csv.starts_with("run,model,regime,seed,metric,attack,eps,saliency,point,class,value"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("net-standard-seed0,net,standard,0,clean_accuracy"),
+        "{csv}"
+    );
+    for f in [
+        "training.csv",
+        "spec.exp",
+        "experiment.json",
+        "runs/net-standard-seed0/model.safetensors",
+        "runs/net-standard-seed0/run.json",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
 
-    let second = salient().args(["run", spec.to_str().unwrap(), "--quiet", "--out", out.to_str().unwrap()]).output().unwrap();
+    let second = salient()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert!(second.status.success());
     assert!(String::from_utf8_lossy(&second.stdout).contains("trained 0 run(s), reused 1"));
 }
@@ -42,11 +72,31 @@ fn run_rejects_an_invalid_spec_with_exit_1_and_a_missing_file_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("bad.exp");
     std::fs::write(&spec, SPEC.replace("epochs = 8", "epochs = 0")).unwrap();
-    let out = salient().args(["run", spec.to_str().unwrap(), "--quiet", "--out", dir.path().join("o").to_str().unwrap()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.path().join("o").exists(), "nothing is written for an invalid spec");
+    let out = salient()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.path().join("o").exists(),
+        "nothing is written for an invalid spec"
+    );
 
-    let out = salient().args(["run", dir.path().join("nope.exp").to_str().unwrap()]).output().unwrap();
+    let out = salient()
+        .args(["run", dir.path().join("nope.exp").to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -60,7 +110,10 @@ fn run_reports_bad_data_with_exit_3_naming_the_file() {
     bytes.extend(vec![0u8; 100]);
     std::fs::write(data.join("train-images-idx3-ubyte"), bytes).unwrap();
     // Complete, valid label files, so that the images file is the one at fault.
-    for (name, n) in [("train-labels-idx1-ubyte", 60000u32), ("t10k-labels-idx1-ubyte", 10000)] {
+    for (name, n) in [
+        ("train-labels-idx1-ubyte", 60000u32),
+        ("t10k-labels-idx1-ubyte", 10000),
+    ] {
         let mut labels = vec![0, 0, 8, 1];
         labels.extend(n.to_be_bytes());
         labels.extend(vec![0u8; n as usize]);
@@ -68,7 +121,16 @@ fn run_reports_bad_data_with_exit_3_naming_the_file() {
     }
     let spec = dir.path().join("bad_data.exp");
     std::fs::write(&spec, format!("experiment e\ndata idx {{ dir = \"{}\"  shape = (1, 28, 28)  classes = 10 }}\nmodel m {{ flatten dense(out = 10) }}\ntrain {{ epochs = 1 }}\nregime standard\n", data.display())).unwrap();
-    let out = salient().args(["run", spec.to_str().unwrap(), "--quiet", "--out", dir.path().join("o").to_str().unwrap()]).output().unwrap();
+    let out = salient()
+        .args([
+            "run",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("train-images-idx3-ubyte"), "{stderr}");

@@ -16,7 +16,12 @@ pub enum EngineError {
 
     /// A non-finite loss or a loss that exploded: the run stops, finished runs are kept.
     #[error("run `{run}` diverged at epoch {epoch}, step {step}: the training loss is {loss} (try a smaller learning rate)")]
-    Diverged { run: String, epoch: usize, step: usize, loss: f32 },
+    Diverged {
+        run: String,
+        epoch: usize,
+        step: usize,
+        loss: f32,
+    },
 
     #[error("{path}: {source}")]
     Io {
@@ -52,6 +57,9 @@ pub enum EngineError {
 
 impl EngineError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io { path: path.into(), source }
+        EngineError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -35,7 +35,11 @@ pub fn logits_of<D: Device<f32>>(net: &mut Network<D>, data: &Dataset, idx: &[us
 /// Accuracy of `net` on every example of `data`, `batch` at a time.
 pub fn accuracy<D: Device<f32>>(net: &mut Network<D>, data: &Dataset, batch: usize) -> Accuracy {
     let classes = data.classes;
-    let mut acc = Accuracy { correct: 0, total: 0, per_class: vec![(0, 0); classes] };
+    let mut acc = Accuracy {
+        correct: 0,
+        total: 0,
+        per_class: vec![(0, 0); classes],
+    };
     let all: Vec<usize> = (0..data.len()).collect();
     for idx in all.chunks(batch.max(1)) {
         let logits = logits_of(net, data, idx);

@@ -8,7 +8,11 @@ use dfdx::prelude::*;
 pub type Logits<D, T> = Tensor<(usize, usize), f32, D, T>;
 
 /// One-hot targets (B, classes) on the device.
-pub fn one_hot<D: Device<f32>>(dev: &D, labels: &[usize], classes: usize) -> Tensor<(usize, usize), f32, D> {
+pub fn one_hot<D: Device<f32>>(
+    dev: &D,
+    labels: &[usize],
+    classes: usize,
+) -> Tensor<(usize, usize), f32, D> {
     let mut v = vec![0.0f32; labels.len() * classes];
     for (i, &y) in labels.iter().enumerate() {
         v[i * classes + y] = 1.0;
@@ -30,7 +34,9 @@ pub fn ce_sum<D: Device<f32>, T: Tape<f32, D>>(
     logits: Logits<D, T>,
     onehot: &Tensor<(usize, usize), f32, D>,
 ) -> Tensor<Rank0, f32, D, T> {
-    (logits.log_softmax::<Axis<1>>() * onehot.clone()).sum().negate()
+    (logits.log_softmax::<Axis<1>>() * onehot.clone())
+        .sum()
+        .negate()
 }
 
 /// Mean over the batch of KL(p || q) = sum_j p_j (log p_j - log q_j), with p = softmax(p_logits)
@@ -71,5 +77,9 @@ pub fn argmax_rows(logits: &[f32], classes: usize) -> Vec<usize> {
 
 /// Number of rows whose argmax equals the label.
 pub fn correct(logits: &[f32], classes: usize, labels: &[usize]) -> usize {
-    argmax_rows(logits, classes).iter().zip(labels).filter(|(p, y)| p == y).count()
+    argmax_rows(logits, classes)
+        .iter()
+        .zip(labels)
+        .filter(|(p, y)| p == y)
+        .count()
 }

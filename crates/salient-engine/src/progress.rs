@@ -13,14 +13,19 @@ impl RunProgress {
         let bar = (!quiet).then(|| {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ETA {eta}")
-                    .expect("static template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("static template")
+                .progress_chars("=> "),
             );
             bar.set_prefix(run.to_string());
             bar
         });
-        RunProgress { bar, run: run.to_string() }
+        RunProgress {
+            bar,
+            run: run.to_string(),
+        }
     }
 
     pub fn start(&self, total_steps: u64) {
@@ -30,7 +35,14 @@ impl RunProgress {
         }
     }
 
-    pub fn step(&self, epoch: usize, epochs: usize, loss: f64, accuracy: f64, images_per_second: f64) {
+    pub fn step(
+        &self,
+        epoch: usize,
+        epochs: usize,
+        loss: f64,
+        accuracy: f64,
+        images_per_second: f64,
+    ) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
             bar.set_message(format!(

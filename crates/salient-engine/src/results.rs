@@ -18,7 +18,11 @@ pub struct Results {
 
 impl Results {
     pub fn new(dir: &Path) -> Self {
-        Results { dir: dir.to_path_buf(), rows: Vec::new(), curves: Vec::new() }
+        Results {
+            dir: dir.to_path_buf(),
+            rows: Vec::new(),
+            curves: Vec::new(),
+        }
     }
 
     pub fn add_curve(&mut self, run: &TrainRun, log: &[EpochLog]) {
@@ -48,7 +52,10 @@ impl Results {
 
 fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
     let tmp = path.with_extension("csv.tmp");
-    let err = |e: csv::Error| EngineError::Results { path: path.to_path_buf(), reason: e.to_string() };
+    let err = |e: csv::Error| EngineError::Results {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     {
         let mut w = csv::Writer::from_path(&tmp).map_err(err)?;
         for r in rows {
@@ -61,7 +68,12 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
 
 /// Read a `results.csv` back (for reports and tests).
 pub fn read_results(path: &Path) -> Result<Vec<ResultRow>, EngineError> {
-    let err = |e: csv::Error| EngineError::Results { path: path.to_path_buf(), reason: e.to_string() };
+    let err = |e: csv::Error| EngineError::Results {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let mut r = csv::Reader::from_path(path).map_err(err)?;
-    r.deserialize().collect::<Result<Vec<ResultRow>, _>>().map_err(err)
+    r.deserialize()
+        .collect::<Result<Vec<ResultRow>, _>>()
+        .map_err(err)
 }

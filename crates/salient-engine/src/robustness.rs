@@ -78,12 +78,20 @@ pub fn robustness_rows<D: Device<f32>>(
     test: &Dataset,
     run: &TrainRun,
 ) -> Result<Vec<ResultRow>, EngineError> {
-    if !exp.metrics.iter().any(|m| matches!(m, MetricSpec::RobustAccuracy)) || exp.attacks.is_empty() {
+    if !exp
+        .metrics
+        .iter()
+        .any(|m| matches!(m, MetricSpec::RobustAccuracy))
+        || exp.attacks.is_empty()
+    {
         return Ok(Vec::new());
     }
     let n = exp.eval.attack_samples.min(test.len());
     let results = evaluate_attacks(net, &exp.attacks, test, n, exp.eval.batch, exp.eval.seed)
-        .map_err(|source| EngineError::Attack { run: run.id.clone(), source })?;
+        .map_err(|source| EngineError::Attack {
+            run: run.id.clone(),
+            source,
+        })?;
     let mut rows = Vec::new();
     for r in &results {
         let mut row = ResultRow::new(run, "robust_accuracy", r.accuracy());
@@ -120,11 +128,18 @@ pub fn evaluate_attacks<D: Device<f32>>(
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for idx in all.chunks(batch.max(1)) {
             data.gather(idx, &mut xs, &mut ys);
-            let x = net.device().tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
+            let x = net
+                .device()
+                .tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
             let outcome = attack_batch(net, spec, &x, &ys, &mut rng)?;
             robust.extend(outcome.robust);
         }
-        out.push(AttackResult { name: spec.name.clone(), norm: spec.norm(), eps: spec.eps(), robust });
+        out.push(AttackResult {
+            name: spec.name.clone(),
+            norm: spec.norm(),
+            eps: spec.eps(),
+            robust,
+        });
     }
     Ok(out)
 }
@@ -141,7 +156,12 @@ pub fn worst_cases(results: &[AttackResult]) -> Vec<WorstCase> {
                     *a &= *b;
                 }
             }
-            None => out.push(WorstCase { norm: r.norm, eps: r.eps, attacks: vec![r.name.clone()], robust: r.robust.clone() }),
+            None => out.push(WorstCase {
+                norm: r.norm,
+                eps: r.eps,
+                attacks: vec![r.name.clone()],
+                robust: r.robust.clone(),
+            }),
         }
     }
     out

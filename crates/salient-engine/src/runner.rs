@@ -4,10 +4,10 @@
 use crate::error::EngineError;
 use crate::eval;
 use crate::interpret;
-use crate::robustness;
 use crate::progress::RunProgress;
 use crate::regime;
 use crate::results::{ResultRow, Results};
+use crate::robustness;
 use crate::store::{run_key, RunRecord, Store};
 use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
@@ -51,13 +51,26 @@ pub struct RunReport {
 /// Parts of the experiment that will not run, in words, for the user.
 pub fn unsupported_parts(exp: &Experiment) -> Vec<String> {
     let mut out = Vec::new();
-    let mut regimes: Vec<&str> = exp.runs.iter().filter(|r| !regime::supported(&r.regime.regime)).map(|r| r.regime.regime.kind_name()).collect();
+    let mut regimes: Vec<&str> = exp
+        .runs
+        .iter()
+        .filter(|r| !regime::supported(&r.regime.regime))
+        .map(|r| r.regime.regime.kind_name())
+        .collect();
     regimes.sort();
     regimes.dedup();
     if !regimes.is_empty() {
-        out.push(format!("regimes {} (their runs are skipped)", regimes.join(", ")));
+        out.push(format!(
+            "regimes {} (their runs are skipped)",
+            regimes.join(", ")
+        ));
     }
-    if !exp.attacks.is_empty() && !exp.metrics.iter().any(|m| matches!(m, MetricSpec::RobustAccuracy)) {
+    if !exp.attacks.is_empty()
+        && !exp
+            .metrics
+            .iter()
+            .any(|m| matches!(m, MetricSpec::RobustAccuracy))
+    {
         out.push("the attacks (add `robust_accuracy` to `metrics` to run them)".to_string());
     }
     out
@@ -68,14 +81,18 @@ pub fn run(exp: &Experiment, spec_text: &str, opts: &RunOptions) -> Result<RunRe
     let out = &opts.out_dir;
     std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
     write_file(&out.join("spec.exp"), spec_text)?;
-    let ir = serde_json::to_string_pretty(exp).map_err(|e| EngineError::Results { path: out.join("experiment.json"), reason: e.to_string() })?;
+    let ir = serde_json::to_string_pretty(exp).map_err(|e| EngineError::Results {
+        path: out.join("experiment.json"),
+        reason: e.to_string(),
+    })?;
     write_file(&out.join("experiment.json"), &ir)?;
     let splits = salient_data::load(&exp.data)?;
     match opts.device {
         DeviceKind::Cpu => run_on(exp, &splits, opts, |seed| {
             let dev = Cpu::seed_from_u64(seed);
             // dfdx's allocation cache: reusing buffers roughly halves a CPU step's time.
-            dev.try_enable_cache().map_err(|e| EngineError::Device(format!("{e:?}")))?;
+            dev.try_enable_cache()
+                .map_err(|e| EngineError::Device(format!("{e:?}")))?;
             Ok(dev)
         }),
         DeviceKind::Cuda => run_cuda(exp, &splits, opts),
@@ -83,10 +100,16 @@ pub fn run(exp: &Experiment, spec_text: &str, opts: &RunOptions) -> Result<RunRe
 }
 
 #[cfg(feature = "cuda")]
-fn run_cuda(exp: &Experiment, splits: &Splits, opts: &RunOptions) -> Result<RunReport, EngineError> {
+fn run_cuda(
+    exp: &Experiment,
+    splits: &Splits,
+    opts: &RunOptions,
+) -> Result<RunReport, EngineError> {
     run_on(exp, splits, opts, |seed| {
-        let dev = Cuda::try_build(0, seed).map_err(|e| EngineError::Device(format!("cannot start CUDA device 0: {e:?}")))?;
-        dev.try_enable_cache().map_err(|e| EngineError::Device(format!("{e:?}")))?;
+        let dev = Cuda::try_build(0, seed)
+            .map_err(|e| EngineError::Device(format!("cannot start CUDA device 0: {e:?}")))?;
+        dev.try_enable_cache()
+            .map_err(|e| EngineError::Device(format!("{e:?}")))?;
         Ok(dev)
     })
 }
@@ -104,11 +127,18 @@ fn run_on<D: Device<f32>>(
 ) -> Result<RunReport, EngineError> {
     let store = Store::new(&opts.out_dir);
     let mut results = Results::new(&opts.out_dir);
-    let mut report = RunReport { out_dir: opts.out_dir.clone(), not_run: unsupported_parts(exp), ..Default::default() };
+    let mut report = RunReport {
+        out_dir: opts.out_dir.clone(),
+        not_run: unsupported_parts(exp),
+        ..Default::default()
+    };
     let channel_mean = splits.train.channel_mean();
     for run in &exp.runs {
         let Some(model) = exp.model(&run.model) else {
-            report.skipped.push((run.id.clone(), format!("model `{}` is not defined", run.model)));
+            report.skipped.push((
+                run.id.clone(),
+                format!("model `{}` is not defined", run.model),
+            ));
             continue;
         };
         let mut regime = match regime::build::<D>(&run.regime, &channel_mean, model) {
@@ -120,19 +150,36 @@ fn run_on<D: Device<f32>>(
         };
         let dev = make_device(run.train.seed)?;
         let mut net = Network::new(model, &exp.data.mean, &exp.data.std, run.train.seed, &dev)
-            .map_err(|source| EngineError::Nn { run: run.id.clone(), source })?;
+            .map_err(|source| EngineError::Nn {
+                run: run.id.clone(),
+                source,
+            })?;
         let key = run_key(run, model, &exp.data, &splits.fingerprint);
         let progress = RunProgress::new(&run.id, opts.quiet);
-        let reused = if opts.retrain { None } else { store.load(run, &key, &mut net) };
+        let reused = if opts.retrain {
+            None
+        } else {
+            store.load(run, &key, &mut net)
+        };
         let record = match reused {
             Some(record) => {
-                progress.note(&format!("{}: reusing the checkpoint in {}", run.id, store.dir(run).display()));
+                progress.note(&format!(
+                    "{}: reusing the checkpoint in {}",
+                    run.id,
+                    store.dir(run).display()
+                ));
                 report.reused.push(run.id.clone());
                 record
             }
             None => {
                 let started = Instant::now();
-                let inputs = TrainInputs { run, train: &splits.train, test: &splits.test, eval_batch: exp.eval.batch, interrupt: &opts.interrupt };
+                let inputs = TrainInputs {
+                    run,
+                    train: &splits.train,
+                    test: &splits.test,
+                    eval_batch: exp.eval.batch,
+                    interrupt: &opts.interrupt,
+                };
                 let log = train::train(&mut net, regime.as_mut(), &inputs, &progress)?;
                 let record = RunRecord {
                     ir_version: IR_VERSION,
@@ -151,20 +198,46 @@ fn run_on<D: Device<f32>>(
         };
         let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
         if !exp.attacks.is_empty() {
-            progress.note(&format!("{}: attacking ({} attack points)", run.id, exp.attacks.len()));
+            progress.note(&format!(
+                "{}: attacking ({} attack points)",
+                run.id,
+                exp.attacks.len()
+            ));
         }
         let robust = robustness::robustness_rows(&mut net, exp, &splits.test, run)?;
         if !exp.saliency.is_empty() {
-            progress.note(&format!("{}: saliency maps and metrics ({} methods)", run.id, exp.saliency.len()));
+            progress.note(&format!(
+                "{}: saliency maps and metrics ({} methods)",
+                run.id,
+                exp.saliency.len()
+            ));
         }
-        let interpret = interpret::interpret_rows(&mut net, exp, splits, run, &opts.out_dir.join("maps").join(&run.id))?;
-        results.rows.push(ResultRow::new(run, "clean_accuracy", acc.value()));
+        let interpret = interpret::interpret_rows(
+            &mut net,
+            exp,
+            splits,
+            run,
+            &opts.out_dir.join("maps").join(&run.id),
+        )?;
+        results
+            .rows
+            .push(ResultRow::new(run, "clean_accuracy", acc.value()));
         for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
-            let mut row = ResultRow::new(run, "class_accuracy", if total == 0 { 0.0 } else { hit as f64 / total as f64 });
+            let mut row = ResultRow::new(
+                run,
+                "class_accuracy",
+                if total == 0 {
+                    0.0
+                } else {
+                    hit as f64 / total as f64
+                },
+            );
             row.class = Some(class);
             results.rows.push(row);
         }
-        results.rows.push(ResultRow::new(run, "train_seconds", record.train_seconds));
+        results
+            .rows
+            .push(ResultRow::new(run, "train_seconds", record.train_seconds));
         results.rows.extend(robust);
         results.rows.extend(interpret);
         results.add_curve(run, &record.log);

@@ -48,7 +48,9 @@ pub struct Store {
 
 impl Store {
     pub fn new(out_dir: &Path) -> Self {
-        Store { root: out_dir.join("runs") }
+        Store {
+            root: out_dir.join("runs"),
+        }
     }
 
     pub fn dir(&self, run: &TrainRun) -> PathBuf {
@@ -56,7 +58,12 @@ impl Store {
     }
 
     /// The record of a finished run with this key, if one is stored and its weights load.
-    pub fn load<D: Device<f32>>(&self, run: &TrainRun, key: &str, net: &mut Network<D>) -> Option<RunRecord> {
+    pub fn load<D: Device<f32>>(
+        &self,
+        run: &TrainRun,
+        key: &str,
+        net: &mut Network<D>,
+    ) -> Option<RunRecord> {
         let dir = self.dir(run);
         let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
         let record: RunRecord = serde_json::from_str(&text).ok()?;
@@ -68,18 +75,32 @@ impl Store {
     }
 
     /// Save weights then the record (the record last: its presence marks a complete checkpoint).
-    pub fn save<D: Device<f32>>(&self, record: &RunRecord, net: &Network<D>) -> Result<(), EngineError> {
+    pub fn save<D: Device<f32>>(
+        &self,
+        record: &RunRecord,
+        net: &Network<D>,
+    ) -> Result<(), EngineError> {
         let dir = self.dir(&record.run);
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
         let mut meta = BTreeMap::new();
         meta.insert("salient.run".to_string(), record.run.id.clone());
         meta.insert("salient.key".to_string(), record.key.clone());
-        meta.insert("salient.model".to_string(), serde_json::to_string(&record.model).unwrap_or_default());
-        checkpoint::save(net.params(), &dir.join("model.safetensors"), &meta)
-            .map_err(|source| EngineError::Nn { run: record.run.id.clone(), source })?;
+        meta.insert(
+            "salient.model".to_string(),
+            serde_json::to_string(&record.model).unwrap_or_default(),
+        );
+        checkpoint::save(net.params(), &dir.join("model.safetensors"), &meta).map_err(
+            |source| EngineError::Nn {
+                run: record.run.id.clone(),
+                source,
+            },
+        )?;
         let path = dir.join("run.json");
         let tmp = dir.join("run.json.tmp");
-        let text = serde_json::to_string_pretty(record).map_err(|e| EngineError::Results { path: path.clone(), reason: e.to_string() })?;
+        let text = serde_json::to_string_pretty(record).map_err(|e| EngineError::Results {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         std::fs::write(&tmp, text).map_err(|e| EngineError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))
     }

@@ -62,10 +62,17 @@ pub fn train<D: Device<f32>>(
     let steps_per_epoch = n / batch;
     let total_steps = steps_per_epoch * cfg.epochs;
     let mut opt = optim::build::<D>(&cfg.optimizer, cfg.weight_decay);
-    let mut ctx = StepContext { rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_5A11E27), epoch: 0, step: 0 };
+    let mut ctx = StepContext {
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_5A11E27),
+        epoch: 0,
+        step: 0,
+    };
     progress.start(total_steps as u64);
     let mut log = Vec::with_capacity(cfg.epochs);
-    let (mut xs, mut ys) = (Vec::with_capacity(batch * features), Vec::with_capacity(batch));
+    let (mut xs, mut ys) = (
+        Vec::with_capacity(batch * features),
+        Vec::with_capacity(batch),
+    );
     for epoch in 0..cfg.epochs {
         let started = Instant::now();
         let order = salient_data::epoch_order(n, cfg.seed, epoch);
@@ -78,23 +85,48 @@ pub fn train<D: Device<f32>>(
             inp.train.gather(idx, &mut xs, &mut ys);
             let dev = net.device().clone();
             let x = dev.tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
-            let targets = Targets { onehot: one_hot(&dev, &ys, classes), labels: std::mem::take(&mut ys) };
-            lr = schedule::lr_at(cfg.lr, &cfg.schedule, epoch, step, steps_per_epoch, cfg.epochs);
+            let targets = Targets {
+                onehot: one_hot(&dev, &ys, classes),
+                labels: std::mem::take(&mut ys),
+            };
+            lr = schedule::lr_at(
+                cfg.lr,
+                &cfg.schedule,
+                epoch,
+                step,
+                steps_per_epoch,
+                cfg.epochs,
+            );
             ctx.epoch = epoch;
             ctx.step = step;
             let out = regime.step(net, &x, &targets, &mut ctx);
             let loss = out.loss.retaped::<NoneTape>().as_vec()[0];
             if !loss.is_finite() || loss > DIVERGENCE_LOSS {
-                return Err(EngineError::Diverged { run: inp.run.id.clone(), epoch: epoch + 1, step: step + 1, loss });
+                return Err(EngineError::Diverged {
+                    run: inp.run.id.clone(),
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss,
+                });
             }
             let grads = out.loss.backward();
-            opt.step(net.params_mut(), &grads, lr).map_err(|source| EngineError::Nn { run: inp.run.id.clone(), source })?;
+            opt.step(net.params_mut(), &grads, lr)
+                .map_err(|source| EngineError::Nn {
+                    run: inp.run.id.clone(),
+                    source,
+                })?;
             loss_sum += loss as f64;
             hits += correct(&out.logits.as_vec(), classes, &targets.labels);
             seen += idx.len();
             ys = targets.labels;
             let secs = started.elapsed().as_secs_f64();
-            progress.step(epoch + 1, cfg.epochs, loss_sum / (step + 1) as f64, hits as f64 / seen as f64, seen as f64 / secs.max(1e-9));
+            progress.step(
+                epoch + 1,
+                cfg.epochs,
+                loss_sum / (step + 1) as f64,
+                hits as f64 / seen as f64,
+                seen as f64 / secs.max(1e-9),
+            );
         }
         let seconds = started.elapsed().as_secs_f64();
         let test_accuracy = eval::accuracy(net, inp.test, inp.eval_batch).value();

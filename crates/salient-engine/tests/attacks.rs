@@ -16,8 +16,9 @@ use salient_engine::regime::Standard;
 use salient_engine::robustness::{evaluate_attacks, robustness_rows, worst_cases};
 use salient_engine::train::{train, TrainInputs};
 use salient_ir::{
-    ApgdLoss, Attack, AttackSpec, DataKind, DataSpec, EvalSpec, Experiment, ImageShape, Layer, MetricSpec, Norm, Optimizer as Opt, Regime,
-    RegimeInstance, ReportSpec, Schedule, Shape as IrShape, TrainConfig, TrainRun,
+    ApgdLoss, Attack, AttackSpec, DataKind, DataSpec, EvalSpec, Experiment, ImageShape, Layer,
+    MetricSpec, Norm, Optimizer as Opt, Regime, RegimeInstance, ReportSpec, Schedule,
+    Shape as IrShape, TrainConfig, TrainRun,
 };
 use salient_nn::layers::infer::model_def;
 use salient_nn::{Mode, Network};
@@ -39,7 +40,12 @@ fn rng(seed: u64) -> ChaCha8Rng {
 /// A 1x4x4 image flattened into one dense layer: logits z = W^T x + b, W stored (16, classes).
 fn linear_net(w: &[f32], b: &[f32]) -> Network<Dev> {
     let classes = b.len();
-    let def = model_def("lin", IrShape::Image { c: 1, h: 4, w: 4 }, vec![Layer::Flatten, Layer::Dense { out: classes }]).unwrap();
+    let def = model_def(
+        "lin",
+        IrShape::Image { c: 1, h: 4, w: 4 },
+        vec![Layer::Flatten, Layer::Dense { out: classes }],
+    )
+    .unwrap();
     let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
     net.params_mut()[0].value.copy_from(w);
     net.params_mut()[1].value.copy_from(b);
@@ -52,7 +58,12 @@ fn tiny_cnn(seed: u64) -> Network<Dev> {
         "cnn",
         IrShape::Image { c: 2, h: 6, w: 6 },
         vec![
-            Layer::Conv { out: 4, kernel: 3, stride: 1, padding: 1 },
+            Layer::Conv {
+                out: 4,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+            },
             Layer::Relu,
             Layer::MaxPool { size: 2, stride: 2 },
             Layer::Flatten,
@@ -65,11 +76,31 @@ fn tiny_cnn(seed: u64) -> Network<Dev> {
 }
 
 fn spec(name: &str, attack: Attack) -> AttackSpec {
-    AttackSpec { name: name.to_string(), attack }
+    AttackSpec {
+        name: name.to_string(),
+        attack,
+    }
 }
 
-fn pgd_spec(norm: Norm, eps: f64, step_size: f64, steps: usize, random_start: bool, restarts: usize) -> AttackSpec {
-    spec("pgd", Attack::Pgd { norm, eps, step_size, steps, random_start, restarts })
+fn pgd_spec(
+    norm: Norm,
+    eps: f64,
+    step_size: f64,
+    steps: usize,
+    random_start: bool,
+    restarts: usize,
+) -> AttackSpec {
+    spec(
+        "pgd",
+        Attack::Pgd {
+            norm,
+            eps,
+            step_size,
+            steps,
+            random_start,
+            restarts,
+        },
+    )
 }
 
 fn predictions(net: &mut Network<Dev>, x: &Mat) -> Vec<usize> {
@@ -85,7 +116,10 @@ fn norms(x: &Mat, x_adv: &Mat) -> Vec<(f32, f32)> {
         .zip(b.chunks(n))
         .map(|(r, s)| {
             let d: Vec<f32> = r.iter().zip(s).map(|(u, v)| v - u).collect();
-            (d.iter().fold(0.0f32, |m, v| m.max(v.abs())), d.iter().map(|v| v * v).sum::<f32>().sqrt())
+            (
+                d.iter().fold(0.0f32, |m, v| m.max(v.abs())),
+                d.iter().map(|v| v * v).sum::<f32>().sqrt(),
+            )
         })
         .collect()
 }
@@ -96,12 +130,64 @@ fn all_attacks(eps_inf: f64, eps_2: f64) -> Vec<AttackSpec> {
         spec("fgsm", Attack::Fgsm { eps: eps_inf }),
         pgd_spec(Norm::Linf, eps_inf, eps_inf / 4.0, 5, true, 2),
         pgd_spec(Norm::L2, eps_2, eps_2 / 4.0, 5, true, 2),
-        spec("apgd_ce", Attack::Apgd { norm: Norm::Linf, eps: eps_inf, loss: ApgdLoss::Ce, steps: 12, restarts: 2 }),
-        spec("apgd_dlr", Attack::Apgd { norm: Norm::Linf, eps: eps_inf, loss: ApgdLoss::Dlr, steps: 12, restarts: 1 }),
-        spec("apgd_ce_l2", Attack::Apgd { norm: Norm::L2, eps: eps_2, loss: ApgdLoss::Ce, steps: 12, restarts: 1 }),
-        spec("apgd_dlr_l2", Attack::Apgd { norm: Norm::L2, eps: eps_2, loss: ApgdLoss::Dlr, steps: 12, restarts: 2 }),
-        spec("square", Attack::Square { norm: Norm::Linf, eps: eps_inf, queries: 30, p_init: 0.8 }),
-        spec("square_l2", Attack::Square { norm: Norm::L2, eps: eps_2, queries: 30, p_init: 0.8 }),
+        spec(
+            "apgd_ce",
+            Attack::Apgd {
+                norm: Norm::Linf,
+                eps: eps_inf,
+                loss: ApgdLoss::Ce,
+                steps: 12,
+                restarts: 2,
+            },
+        ),
+        spec(
+            "apgd_dlr",
+            Attack::Apgd {
+                norm: Norm::Linf,
+                eps: eps_inf,
+                loss: ApgdLoss::Dlr,
+                steps: 12,
+                restarts: 1,
+            },
+        ),
+        spec(
+            "apgd_ce_l2",
+            Attack::Apgd {
+                norm: Norm::L2,
+                eps: eps_2,
+                loss: ApgdLoss::Ce,
+                steps: 12,
+                restarts: 1,
+            },
+        ),
+        spec(
+            "apgd_dlr_l2",
+            Attack::Apgd {
+                norm: Norm::L2,
+                eps: eps_2,
+                loss: ApgdLoss::Dlr,
+                steps: 12,
+                restarts: 2,
+            },
+        ),
+        spec(
+            "square",
+            Attack::Square {
+                norm: Norm::Linf,
+                eps: eps_inf,
+                queries: 30,
+                p_init: 0.8,
+            },
+        ),
+        spec(
+            "square_l2",
+            Attack::Square {
+                norm: Norm::L2,
+                eps: eps_2,
+                queries: 30,
+                p_init: 0.8,
+            },
+        ),
     ]
 }
 
@@ -122,25 +208,54 @@ fn every_attack_stays_in_the_ball_and_the_box_and_reports_consistently() {
         let x: Mat = dev().tensor_from_vec(xs, (b, n));
         // Half the labels are the clean prediction (so attacks have work), half random.
         let pred = predictions(&mut net, &x);
-        let labels: Vec<usize> = (0..b).map(|i| if i % 2 == 0 { pred[i] } else { r.gen_range(0..4) }).collect();
+        let labels: Vec<usize> = (0..b)
+            .map(|i| {
+                if i % 2 == 0 {
+                    pred[i]
+                } else {
+                    r.gen_range(0..4)
+                }
+            })
+            .collect();
         for (eps_inf, eps_2) in [(0.03, 0.2), (0.3, 1.5), (1.0, 8.0)] {
             for s in all_attacks(eps_inf, eps_2) {
                 let out = attack_batch(&mut net, &s, &x, &labels, &mut rng(seed)).unwrap();
                 let v = out.x_adv.as_vec();
-                assert!(v.iter().all(|p| (0.0..=1.0).contains(p)), "{}: x_adv leaves the [0, 1] box", s.name);
+                assert!(
+                    v.iter().all(|p| (0.0..=1.0).contains(p)),
+                    "{}: x_adv leaves the [0, 1] box",
+                    s.name
+                );
                 for (i, (linf, l2)) in norms(&x, &out.x_adv).into_iter().enumerate() {
                     match s.norm() {
-                        Norm::Linf => assert!(linf <= eps_inf as f32 + TOL, "{} row {i}: Linf {linf} > eps {eps_inf}", s.name),
-                        Norm::L2 => assert!(l2 <= eps_2 as f32 + TOL, "{} row {i}: L2 {l2} > eps {eps_2}", s.name),
+                        Norm::Linf => assert!(
+                            linf <= eps_inf as f32 + TOL,
+                            "{} row {i}: Linf {linf} > eps {eps_inf}",
+                            s.name
+                        ),
+                        Norm::L2 => assert!(
+                            l2 <= eps_2 as f32 + TOL,
+                            "{} row {i}: L2 {l2} > eps {eps_2}",
+                            s.name
+                        ),
                     }
                 }
                 // Robust means x_adv is still classified correctly; broken means x_adv is a
                 // real adversarial example (or the clean image was already misclassified).
                 let adv_pred = predictions(&mut net, &out.x_adv);
                 for i in 0..b {
-                    assert_eq!(out.robust[i], adv_pred[i] == labels[i], "{} row {i}: robust flag disagrees with x_adv", s.name);
+                    assert_eq!(
+                        out.robust[i],
+                        adv_pred[i] == labels[i],
+                        "{} row {i}: robust flag disagrees with x_adv",
+                        s.name
+                    );
                     if pred[i] != labels[i] {
-                        assert!(!out.robust[i], "{} row {i}: misclassified clean example reported robust", s.name);
+                        assert!(
+                            !out.robust[i],
+                            "{} row {i}: misclassified clean example reported robust",
+                            s.name
+                        );
                     }
                 }
             }
@@ -161,12 +276,19 @@ fn binary(bias0: f32) -> Binary {
     let mut v = vec![0.0f32; 16];
     for i in 0..16 {
         let (a, b) = (r.gen_range(-1.0f32..1.0), r.gen_range(-1.0f32..1.0));
-        let (a, b) = if (a - b).abs() < 0.1 { (a + 0.3, b - 0.3) } else { (a, b) };
+        let (a, b) = if (a - b).abs() < 0.1 {
+            (a + 0.3, b - 0.3)
+        } else {
+            (a, b)
+        };
         w[i * 2] = a;
         w[i * 2 + 1] = b;
         v[i] = a - b;
     }
-    Binary { net: linear_net(&w, &[bias0, 0.0]), v }
+    Binary {
+        net: linear_net(&w, &[bias0, 0.0]),
+        v,
+    }
 }
 
 /// An image with mid-range pixels and a few saturated ones.
@@ -180,17 +302,30 @@ fn image() -> Vec<f32> {
 }
 
 fn linf_optimum(x: &[f32], v: &[f32], eps: f32) -> Vec<f32> {
-    x.iter().zip(v).map(|(a, w)| (a - eps * w.signum()).clamp(0.0, 1.0)).collect()
+    x.iter()
+        .zip(v)
+        .map(|(a, w)| (a - eps * w.signum()).clamp(0.0, 1.0))
+        .collect()
 }
 
 fn assert_close(a: &[f32], b: &[f32], tol: f32, what: &str) {
-    let worst = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{what}: max deviation {worst} > {tol}\n got {a:?}\nwant {b:?}");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tol,
+        "{what}: max deviation {worst} > {tol}\n got {a:?}\nwant {b:?}"
+    );
 }
 
 /// Margin z_0 - z_1 of the binary model at a host image.
 fn margin(bin: &mut Binary, x: &[f32]) -> f32 {
-    let z = bin.net.forward(dev().tensor_from_vec(x.to_vec(), (1, 16)), Mode::Eval).as_vec();
+    let z = bin
+        .net
+        .forward(dev().tensor_from_vec(x.to_vec(), (1, 16)), Mode::Eval)
+        .as_vec();
     z[0] - z[1]
 }
 
@@ -203,21 +338,46 @@ fn fgsm_pgd_and_apgd_find_the_optimal_linf_perturbation_of_a_linear_model() {
     // (A far larger margin would saturate the softmax: 1 - p_y rounds to 0 in f32.)
     let mut bin = binary(0.0);
     let want = linf_optimum(&x, &bin.v, eps);
-    let mut bin = Binary { net: binary(1.0 - margin(&mut bin, &want)).net, v: bin.v };
+    let mut bin = Binary {
+        net: binary(1.0 - margin(&mut bin, &want)).net,
+        v: bin.v,
+    };
     let xt: Mat = dev().tensor_from_vec(x.clone(), (1, 16));
     let onehot = one_hot(&dev(), &[0], 2);
     let f = fgsm(&mut bin.net, &xt, &onehot, eps);
     assert_close(&f.as_vec(), &want, 1e-6, "FGSM");
     // The margin drops by exactly sum_i v_i (x_i - x*_i): eps ||v||_1 where the box allows.
-    let drop: f32 = x.iter().zip(&want).zip(&bin.v).map(|((a, b), w)| w * (a - b)).sum();
+    let drop: f32 = x
+        .iter()
+        .zip(&want)
+        .zip(&bin.v)
+        .map(|((a, b), w)| w * (a - b))
+        .sum();
     let l1: f32 = bin.v.iter().map(|w| w.abs()).sum();
-    assert!(drop < eps * l1 && drop > 0.5 * eps * l1, "the box clips some pixels: {drop} vs {}", eps * l1);
+    assert!(
+        drop < eps * l1 && drop > 0.5 * eps * l1,
+        "the box clips some pixels: {drop} vs {}",
+        eps * l1
+    );
     assert!((margin(&mut bin, &x) - margin(&mut bin, &want) - drop).abs() < 1e-4);
-    let cfg = PgdConfig { norm: Norm::Linf, eps, step_size: 0.03, steps: 10, random_start: true, loss: AttackLoss::Ce };
+    let cfg = PgdConfig {
+        norm: Norm::Linf,
+        eps,
+        step_size: 0.03,
+        steps: 10,
+        random_start: true,
+        loss: AttackLoss::Ce,
+    };
     let p = pgd_restarts(&mut bin.net, &xt, &[0], &cfg, 2, &mut rng(1));
     assert_eq!(p.robust, vec![true]);
     assert_close(&p.x_adv.as_vec(), &want, 1e-6, "PGD Linf");
-    let cfg = ApgdConfig { norm: Norm::Linf, eps, loss: ApgdLoss::Ce, steps: 10, restarts: 1 };
+    let cfg = ApgdConfig {
+        norm: Norm::Linf,
+        eps,
+        loss: ApgdLoss::Ce,
+        steps: 10,
+        restarts: 1,
+    };
     let a = apgd(&mut bin.net, &xt, &[0], &cfg, &mut rng(2));
     assert_eq!(a.robust, vec![true]);
     assert_close(&a.x_adv.as_vec(), &want, 1e-6, "APGD-CE Linf");
@@ -235,17 +395,45 @@ fn a_linear_example_is_broken_exactly_when_the_optimum_crosses_the_boundary() {
     let broken_bias = -(m0 + m1) / 2.0;
     let robust_bias = -m1 + 0.05;
     for (bias, expect_robust) in [(broken_bias, false), (robust_bias, true)] {
-        let mut bin = Binary { net: binary(bias).net, v: bin.v.clone() };
-        assert!(margin(&mut bin, &x) > 0.0, "the clean example is classified correctly");
+        let mut bin = Binary {
+            net: binary(bias).net,
+            v: bin.v.clone(),
+        };
+        assert!(
+            margin(&mut bin, &x) > 0.0,
+            "the clean example is classified correctly"
+        );
         let xt: Mat = dev().tensor_from_vec(x.clone(), (1, 16));
         for s in [
             spec("fgsm", Attack::Fgsm { eps: eps as f64 }),
             pgd_spec(Norm::Linf, eps as f64, 0.025, 10, true, 1),
-            spec("apgd", Attack::Apgd { norm: Norm::Linf, eps: eps as f64, loss: ApgdLoss::Ce, steps: 10, restarts: 1 }),
-            spec("square", Attack::Square { norm: Norm::Linf, eps: eps as f64, queries: 400, p_init: 0.8 }),
+            spec(
+                "apgd",
+                Attack::Apgd {
+                    norm: Norm::Linf,
+                    eps: eps as f64,
+                    loss: ApgdLoss::Ce,
+                    steps: 10,
+                    restarts: 1,
+                },
+            ),
+            spec(
+                "square",
+                Attack::Square {
+                    norm: Norm::Linf,
+                    eps: eps as f64,
+                    queries: 400,
+                    p_init: 0.8,
+                },
+            ),
         ] {
             let out = attack_batch(&mut bin.net, &s, &xt, &[0], &mut rng(3)).unwrap();
-            assert_eq!(out.robust, vec![expect_robust], "{} with bias {bias}", s.name);
+            assert_eq!(
+                out.robust,
+                vec![expect_robust],
+                "{} with bias {bias}",
+                s.name
+            );
         }
     }
 }
@@ -257,19 +445,43 @@ fn pgd_and_apgd_find_the_optimal_l2_perturbation_of_a_linear_model() {
     // Mid-grey image: the box is inactive, the optimum is x - eps v / ||v||.
     let x = vec![0.5f32; 16];
     let norm: f32 = bin.v.iter().map(|w| w * w).sum::<f32>().sqrt();
-    let want: Vec<f32> = x.iter().zip(&bin.v).map(|(a, w)| a - eps * w / norm).collect();
+    let want: Vec<f32> = x
+        .iter()
+        .zip(&bin.v)
+        .map(|(a, w)| a - eps * w / norm)
+        .collect();
     // A margin of 1 left at the optimum: robust, not saturated.
-    let mut bin = Binary { net: binary(1.0 - margin(&mut bin, &want)).net, v: bin.v };
+    let mut bin = Binary {
+        net: binary(1.0 - margin(&mut bin, &want)).net,
+        v: bin.v,
+    };
     assert!(want.iter().all(|p| (0.0..=1.0).contains(p)));
     let xt: Mat = dev().tensor_from_vec(x.clone(), (1, 16));
-    let cfg = PgdConfig { norm: Norm::L2, eps, step_size: 0.1, steps: 12, random_start: false, loss: AttackLoss::Ce };
+    let cfg = PgdConfig {
+        norm: Norm::L2,
+        eps,
+        step_size: 0.1,
+        steps: 12,
+        random_start: false,
+        loss: AttackLoss::Ce,
+    };
     let p = pgd_restarts(&mut bin.net, &xt, &[0], &cfg, 1, &mut rng(1));
     assert_close(&p.x_adv.as_vec(), &want, 1e-5, "PGD L2");
     // The margin drops by eps ||v||_2.
     let drop = margin(&mut bin, &x) - margin(&mut bin, &p.x_adv.as_vec());
-    assert!((drop - eps * norm).abs() < 1e-4, "margin drop {drop} vs eps ||v|| = {}", eps * norm);
+    assert!(
+        (drop - eps * norm).abs() < 1e-4,
+        "margin drop {drop} vs eps ||v|| = {}",
+        eps * norm
+    );
     // APGD from a random point of the sphere converges to the same optimum.
-    let cfg = ApgdConfig { norm: Norm::L2, eps, loss: ApgdLoss::Ce, steps: 50, restarts: 1 };
+    let cfg = ApgdConfig {
+        norm: Norm::L2,
+        eps,
+        loss: ApgdLoss::Ce,
+        steps: 50,
+        restarts: 1,
+    };
     let a = apgd(&mut bin.net, &xt, &[0], &cfg, &mut rng(2));
     assert_close(&a.x_adv.as_vec(), &want, 0.02, "APGD L2");
 }
@@ -277,7 +489,12 @@ fn pgd_and_apgd_find_the_optimal_l2_perturbation_of_a_linear_model() {
 /// A small MLP trained for a few epochs on a synthetic 3-class task.
 fn trained_model() -> (Network<Dev>, salient_data::Dataset, TrainRun) {
     let data = DataSpec {
-        kind: DataKind::Synthetic { train: 384, test: 96, noise: 0.25, seed: 3 },
+        kind: DataKind::Synthetic {
+            train: 384,
+            test: 96,
+            noise: 0.25,
+            seed: 3,
+        },
         dir: "unused".into(),
         train: None,
         test: None,
@@ -290,16 +507,29 @@ fn trained_model() -> (Network<Dev>, salient_data::Dataset, TrainRun) {
     let def = model_def(
         "mlp",
         IrShape::Image { c: 1, h: 6, w: 6 },
-        vec![Layer::Flatten, Layer::Dense { out: 32 }, Layer::Relu, Layer::Dense { out: 3 }],
+        vec![
+            Layer::Flatten,
+            Layer::Dense { out: 32 },
+            Layer::Relu,
+            Layer::Dense { out: 3 },
+        ],
     )
     .unwrap();
     let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
     let run = TrainRun {
         id: "mlp-standard-seed0".into(),
         model: "mlp".into(),
-        regime: RegimeInstance { name: "standard".into(), label: "standard".into(), regime: Regime::Standard },
+        regime: RegimeInstance {
+            name: "standard".into(),
+            label: "standard".into(),
+            regime: Regime::Standard,
+        },
         train: TrainConfig {
-            optimizer: Opt::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+            optimizer: Opt::Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
             lr: 1e-2,
             schedule: Schedule::Constant,
             weight_decay: 0.0,
@@ -309,8 +539,20 @@ fn trained_model() -> (Network<Dev>, salient_data::Dataset, TrainRun) {
         },
     };
     let stop = AtomicBool::new(false);
-    let inputs = TrainInputs { run: &run, train: &splits.train, test: &splits.test, eval_batch: 96, interrupt: &stop };
-    train(&mut net, &mut Standard, &inputs, &RunProgress::new(&run.id, true)).unwrap();
+    let inputs = TrainInputs {
+        run: &run,
+        train: &splits.train,
+        test: &splits.test,
+        eval_batch: 96,
+        interrupt: &stop,
+    };
+    train(
+        &mut net,
+        &mut Standard,
+        &inputs,
+        &RunProgress::new(&run.id, true),
+    )
+    .unwrap();
     (net, splits.test, run)
 }
 
@@ -318,7 +560,12 @@ fn experiment(run: &TrainRun, attacks: Vec<AttackSpec>, metrics: Vec<MetricSpec>
     Experiment {
         name: "attacks".into(),
         data: DataSpec {
-            kind: DataKind::Synthetic { train: 384, test: 96, noise: 0.25, seed: 3 },
+            kind: DataKind::Synthetic {
+                train: 384,
+                test: 96,
+                noise: 0.25,
+                seed: 3,
+            },
             dir: "unused".into(),
             train: None,
             test: None,
@@ -332,8 +579,18 @@ fn experiment(run: &TrainRun, attacks: Vec<AttackSpec>, metrics: Vec<MetricSpec>
         attacks,
         saliency: vec![],
         metrics,
-        eval: EvalSpec { batch: 40, attack_samples: 96, saliency_samples: 10, seed: 5 },
-        report: ReportSpec { dir: "unused".into(), tables: vec![], figures: vec![], images: 0 },
+        eval: EvalSpec {
+            batch: 40,
+            attack_samples: 96,
+            saliency_samples: 10,
+            seed: 5,
+        },
+        report: ReportSpec {
+            dir: "unused".into(),
+            tables: vec![],
+            figures: vec![],
+            images: 0,
+        },
         sweeps: Default::default(),
     }
 }
@@ -342,19 +599,74 @@ fn experiment(run: &TrainRun, attacks: Vec<AttackSpec>, metrics: Vec<MetricSpec>
 fn stronger_attacks_on_a_trained_model_and_the_worst_case_rows() {
     let (mut net, test, run) = trained_model();
     let clean = salient_engine::eval::accuracy(&mut net, &test, 96).value();
-    assert!(clean > 0.9, "the tiny model learns the task (clean accuracy {clean})");
+    assert!(
+        clean > 0.9,
+        "the tiny model learns the task (clean accuracy {clean})"
+    );
     let eps = 0.15;
     let attacks = vec![
         spec("fgsm", Attack::Fgsm { eps }),
-        spec("pgd", Attack::Pgd { norm: Norm::Linf, eps, step_size: eps / 8.0, steps: 20, random_start: true, restarts: 1 }),
-        spec("apgd_ce", Attack::Apgd { norm: Norm::Linf, eps, loss: ApgdLoss::Ce, steps: 20, restarts: 1 }),
-        spec("apgd_dlr", Attack::Apgd { norm: Norm::Linf, eps, loss: ApgdLoss::Dlr, steps: 20, restarts: 1 }),
-        spec("square", Attack::Square { norm: Norm::Linf, eps, queries: 100, p_init: 0.8 }),
+        spec(
+            "pgd",
+            Attack::Pgd {
+                norm: Norm::Linf,
+                eps,
+                step_size: eps / 8.0,
+                steps: 20,
+                random_start: true,
+                restarts: 1,
+            },
+        ),
+        spec(
+            "apgd_ce",
+            Attack::Apgd {
+                norm: Norm::Linf,
+                eps,
+                loss: ApgdLoss::Ce,
+                steps: 20,
+                restarts: 1,
+            },
+        ),
+        spec(
+            "apgd_dlr",
+            Attack::Apgd {
+                norm: Norm::Linf,
+                eps,
+                loss: ApgdLoss::Dlr,
+                steps: 20,
+                restarts: 1,
+            },
+        ),
+        spec(
+            "square",
+            Attack::Square {
+                norm: Norm::Linf,
+                eps,
+                queries: 100,
+                p_init: 0.8,
+            },
+        ),
         spec("fgsm", Attack::Fgsm { eps: 0.05 }),
-        spec("pgd_l2", Attack::Pgd { norm: Norm::L2, eps: 1.0, step_size: 0.25, steps: 10, random_start: true, restarts: 1 }),
+        spec(
+            "pgd_l2",
+            Attack::Pgd {
+                norm: Norm::L2,
+                eps: 1.0,
+                step_size: 0.25,
+                steps: 10,
+                random_start: true,
+                restarts: 1,
+            },
+        ),
     ];
     let results = evaluate_attacks(&mut net, &attacks, &test, 96, 40, 5).unwrap();
-    let acc = |name: &str, e: f64| results.iter().find(|r| r.name == name && r.eps == e).unwrap().accuracy();
+    let acc = |name: &str, e: f64| {
+        results
+            .iter()
+            .find(|r| r.name == name && r.eps == e)
+            .unwrap()
+            .accuracy()
+    };
     let (fg, pg, ap) = (acc("fgsm", eps), acc("pgd", eps), acc("apgd_ce", eps));
     eprintln!(
         "clean {clean:.3} fgsm {fg:.3} pgd {pg:.3} apgd-ce {ap:.3} apgd-dlr {:.3} square {:.3}",
@@ -362,31 +674,63 @@ fn stronger_attacks_on_a_trained_model_and_the_worst_case_rows() {
         acc("square", eps)
     );
     assert!(fg < clean, "FGSM does something ({fg} vs clean {clean})");
-    assert!(pg <= fg, "PGD-20 ({pg}) is at least as strong as FGSM ({fg})");
-    assert!(ap <= fg, "APGD-CE ({ap}) is at least as strong as FGSM ({fg})");
+    assert!(
+        pg <= fg,
+        "PGD-20 ({pg}) is at least as strong as FGSM ({fg})"
+    );
+    assert!(
+        ap <= fg,
+        "APGD-CE ({ap}) is at least as strong as FGSM ({fg})"
+    );
     assert!(acc("fgsm", 0.05) >= fg, "a smaller eps is weaker");
     // The worst case: per norm and eps, an example is robust only if it survives every attack.
     let worst = worst_cases(&results);
     assert_eq!(worst.len(), 3, "Linf 0.15, Linf 0.05, L2 1.0");
     for w in &worst {
-        for r in results.iter().filter(|r| r.norm == w.norm && r.eps == w.eps) {
-            assert!(w.accuracy() <= r.accuracy(), "worst case {} above {}", w.accuracy(), r.name);
+        for r in results
+            .iter()
+            .filter(|r| r.norm == w.norm && r.eps == w.eps)
+        {
+            assert!(
+                w.accuracy() <= r.accuracy(),
+                "worst case {} above {}",
+                w.accuracy(),
+                r.name
+            );
             assert!(w.robust.iter().zip(&r.robust).all(|(a, b)| !a || *b));
         }
     }
-    assert_eq!(worst[0].attacks, vec!["fgsm", "pgd", "apgd_ce", "apgd_dlr", "square"]);
+    assert_eq!(
+        worst[0].attacks,
+        vec!["fgsm", "pgd", "apgd_ce", "apgd_dlr", "square"]
+    );
     // The rows: one per attack, then the worst cases; the same seed gives the same rows.
-    let exp = experiment(&run, attacks.clone(), vec![MetricSpec::CleanAccuracy, MetricSpec::RobustAccuracy]);
+    let exp = experiment(
+        &run,
+        attacks.clone(),
+        vec![MetricSpec::CleanAccuracy, MetricSpec::RobustAccuracy],
+    );
     let rows = robustness_rows(&mut net, &exp, &test, &run).unwrap();
     assert_eq!(rows.len(), attacks.len() + 3);
-    assert!(rows.iter().all(|r| r.metric == "robust_accuracy" && r.run == run.id && r.eps.is_some()));
+    assert!(rows
+        .iter()
+        .all(|r| r.metric == "robust_accuracy" && r.run == run.id && r.eps.is_some()));
     let names: Vec<&str> = rows.iter().map(|r| r.attack.as_deref().unwrap()).collect();
-    assert_eq!(&names[attacks.len()..], &["worst_case", "worst_case", "worst_case_l2"]);
+    assert_eq!(
+        &names[attacks.len()..],
+        &["worst_case", "worst_case", "worst_case_l2"]
+    );
     assert_eq!(rows[attacks.len()].value, worst[0].accuracy());
-    assert_eq!(rows, robustness_rows(&mut net, &exp, &test, &run).unwrap(), "deterministic");
+    assert_eq!(
+        rows,
+        robustness_rows(&mut net, &exp, &test, &run).unwrap(),
+        "deterministic"
+    );
     // No rows unless robust_accuracy is asked for.
     let exp = experiment(&run, attacks, vec![MetricSpec::CleanAccuracy]);
-    assert!(robustness_rows(&mut net, &exp, &test, &run).unwrap().is_empty());
+    assert!(robustness_rows(&mut net, &exp, &test, &run)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -405,9 +749,19 @@ fn dlr_loss_matches_hand_computed_values_and_gradients() {
     // 1 / (z2 - z0) = 0.25, d/dz1 = 0. (DLR is shift-invariant: each gradient row sums to 0.)
     let z: Mat = dev().tensor_from_vec(vec![2.0, 3.0, 1.0, 0.5, 0.0, -1.0, 4.0, 2.0], (2, 4));
     let l = dlr_rows(z.clone().traced(Gradients::leaky()), &[0, 2]);
-    assert_close(&l.retaped::<NoneTape>().as_vec(), &[0.5, -0.5], 1e-6, "DLR values");
+    assert_close(
+        &l.retaped::<NoneTape>().as_vec(),
+        &[0.5, -0.5],
+        1e-6,
+        "DLR values",
+    );
     let g = l.sum().backward().get(&z).as_vec();
-    assert_close(&g, &[-0.5, 0.25, 0.25, 0.0, -0.125, 0.0, -0.125, 0.25], 1e-6, "DLR gradient");
+    assert_close(
+        &g,
+        &[-0.5, 0.25, 0.25, 0.0, -0.125, 0.0, -0.125, 0.25],
+        1e-6,
+        "DLR gradient",
+    );
 }
 
 #[test]
@@ -429,25 +783,44 @@ fn square_respects_its_query_budget_and_stops_broken_examples() {
     assert_eq!(dims, ImageDims { c: 2, h: 6, w: 6 });
     for norm in [Norm::Linf, Norm::L2] {
         // A tiny eps: nothing breaks, every example spends exactly its budget.
-        let cfg = SquareConfig { norm, eps: 1e-4, queries: 25, p_init: 0.8 };
+        let cfg = SquareConfig {
+            norm,
+            eps: 1e-4,
+            queries: 25,
+            p_init: 0.8,
+        };
         let out = square(&mut net, &x, &labels, &cfg, dims, &mut rng(1));
-        assert!(out.outcome.robust.iter().all(|&v| v), "{norm}: eps 1e-4 breaks nothing");
+        assert!(
+            out.outcome.robust.iter().all(|&v| v),
+            "{norm}: eps 1e-4 breaks nothing"
+        );
         assert_eq!(out.queries, vec![25; b], "{norm}");
         // A large eps: broken examples stop early, none exceeds the budget.
         let eps = if norm == Norm::Linf { 0.5 } else { 4.0 };
-        let cfg = SquareConfig { norm, eps, queries: 25, p_init: 0.8 };
+        let cfg = SquareConfig {
+            norm,
+            eps,
+            queries: 25,
+            p_init: 0.8,
+        };
         let out = square(&mut net, &x, &labels, &cfg, dims, &mut rng(1));
         let broken: Vec<usize> = (0..b).filter(|&i| !out.outcome.robust[i]).collect();
         assert!(!broken.is_empty(), "{norm}: eps {eps} breaks some examples");
         assert!(out.queries.iter().all(|&q| (1..=25).contains(&q)));
-        assert!(broken.iter().any(|&i| out.queries[i] < 25), "{norm}: broken examples stop early");
+        assert!(
+            broken.iter().any(|&i| out.queries[i] < 25),
+            "{norm}: broken examples stop early"
+        );
         for i in 0..b {
             if out.outcome.robust[i] {
                 assert_eq!(out.queries[i], 25);
             }
         }
         let adv = predictions(&mut net, &out.outcome.x_adv);
-        assert!(broken.iter().all(|&i| adv[i] != labels[i]), "{norm}: x_adv of broken examples is misclassified");
+        assert!(
+            broken.iter().all(|&i| adv[i] != labels[i]),
+            "{norm}: x_adv of broken examples is misclassified"
+        );
     }
 }
 
@@ -469,17 +842,36 @@ fn restarts_only_add_broken_examples() {
     let (b, n) = (24, 72);
     let x: Mat = dev().tensor_from_vec((0..b * n).map(|_| r.gen::<f32>()).collect(), (b, n));
     let labels = predictions(&mut net, &x);
-    let cfg = PgdConfig { norm: Norm::Linf, eps: 0.05, step_size: 0.002, steps: 1, random_start: true, loss: AttackLoss::Ce };
+    let cfg = PgdConfig {
+        norm: Norm::Linf,
+        eps: 0.05,
+        step_size: 0.002,
+        steps: 1,
+        random_start: true,
+        loss: AttackLoss::Ce,
+    };
     let one = pgd_restarts(&mut net, &x, &labels, &cfg, 1, &mut rng(2));
     let five = pgd_restarts(&mut net, &x, &labels, &cfg, 5, &mut rng(2));
     // The first restart is the same run; later ones can only break more examples.
     for i in 0..b {
-        assert!(!five.robust[i] || one.robust[i], "row {i}: broken with 1 restart, robust with 5");
+        assert!(
+            !five.robust[i] || one.robust[i],
+            "row {i}: broken with 1 restart, robust with 5"
+        );
     }
     let count = |o: &AttackOutcome<Dev>| o.robust_count();
     // With one tiny step, the random start does most of the work: restarts break more.
-    assert!(count(&five) < count(&one), "5 restarts ({}) break more than 1 ({})", count(&five), count(&one));
-    eprintln!("PGD robust with 1 restart: {}/{b}, with 5: {}/{b}", count(&one), count(&five));
+    assert!(
+        count(&five) < count(&one),
+        "5 restarts ({}) break more than 1 ({})",
+        count(&five),
+        count(&one)
+    );
+    eprintln!(
+        "PGD robust with 1 restart: {}/{b}, with 5: {}/{b}",
+        count(&one),
+        count(&five)
+    );
 }
 
 #[test]
@@ -509,27 +901,66 @@ fn bad_inputs_are_errors_not_panics() {
     assert!(e.0.contains("label 7 is out of range for 4 classes"), "{e}");
     let wrong: Mat = dev().tensor_from_vec(vec![0.5; 2 * 10], (2, 10));
     let e = attack_batch(&mut net, &fg, &wrong, &[0, 1], &mut rng(0)).unwrap_err();
-    assert!(e.0.contains("10 features per example but the model `cnn` takes 72"), "{e}");
-    let e = attack_batch(&mut net, &spec("fgsm", Attack::Fgsm { eps: -0.1 }), &x, &[0, 1], &mut rng(0)).unwrap_err();
+    assert!(
+        e.0.contains("10 features per example but the model `cnn` takes 72"),
+        "{e}"
+    );
+    let e = attack_batch(
+        &mut net,
+        &spec("fgsm", Attack::Fgsm { eps: -0.1 }),
+        &x,
+        &[0, 1],
+        &mut rng(0),
+    )
+    .unwrap_err();
     assert!(e.0.contains("eps must be"), "{e}");
-    let sq = spec("square", Attack::Square { norm: Norm::Linf, eps: 0.1, queries: 10, p_init: 0.0 });
-    assert!(attack_batch(&mut net, &sq, &x, &[0, 1], &mut rng(0)).unwrap_err().0.contains("p_init"));
+    let sq = spec(
+        "square",
+        Attack::Square {
+            norm: Norm::Linf,
+            eps: 0.1,
+            queries: 10,
+            p_init: 0.0,
+        },
+    );
+    assert!(attack_batch(&mut net, &sq, &x, &[0, 1], &mut rng(0))
+        .unwrap_err()
+        .0
+        .contains("p_init"));
     let pg = pgd_spec(Norm::Linf, 0.1, 0.01, 0, true, 1);
-    assert!(attack_batch(&mut net, &pg, &x, &[0, 1], &mut rng(0)).unwrap_err().0.contains("steps"));
+    assert!(attack_batch(&mut net, &pg, &x, &[0, 1], &mut rng(0))
+        .unwrap_err()
+        .0
+        .contains("steps"));
     // DLR divides by z_pi1 - z_pi3: a two-class model is refused.
     let mut bin = binary(0.0);
     let xb: Mat = dev().tensor_from_vec(image(), (1, 16));
-    let dl = spec("apgd_dlr", Attack::Apgd { norm: Norm::Linf, eps: 0.1, loss: ApgdLoss::Dlr, steps: 5, restarts: 1 });
+    let dl = spec(
+        "apgd_dlr",
+        Attack::Apgd {
+            norm: Norm::Linf,
+            eps: 0.1,
+            loss: ApgdLoss::Dlr,
+            steps: 5,
+            restarts: 1,
+        },
+    );
     let e = attack_batch(&mut bin.net, &dl, &xb, &[0], &mut rng(0)).unwrap_err();
     assert!(e.0.contains("at least 3 classes"), "{e}");
     // An empty batch is fine.
     let empty: Mat = dev().tensor_from_vec(vec![], (0, 72));
-    assert!(attack_batch(&mut net, &fg, &empty, &[], &mut rng(0)).unwrap().robust.is_empty());
+    assert!(attack_batch(&mut net, &fg, &empty, &[], &mut rng(0))
+        .unwrap()
+        .robust
+        .is_empty());
 }
 
 #[test]
 fn correct_rows_uses_the_first_maximum() {
-    assert_eq!(correct_rows(&[1.0, 1.0, 0.0, 2.0, 0.0, 2.0], 3, &[0, 2]), vec![true, false]);
+    assert_eq!(
+        correct_rows(&[1.0, 1.0, 0.0, 2.0, 0.0, 2.0], 3, &[0, 2]),
+        vec![true, false]
+    );
 }
 
 #[test]
@@ -542,7 +973,10 @@ fn working_sets_are_padded_to_few_sizes() {
     assert_eq!(bucket(200, 500), 256);
     assert_eq!(bucket(300, 500), 500);
     let sizes: std::collections::BTreeSet<usize> = (1..=500).map(|m| bucket(m, 500)).collect();
-    assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 500]);
+    assert_eq!(
+        sizes.into_iter().collect::<Vec<_>>(),
+        vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 500]
+    );
     assert_eq!(padded(&[4, 9], 4), vec![4, 9, 4, 4]);
     assert_eq!(padded(&[4, 9], 2), vec![4, 9]);
 }

@@ -26,16 +26,27 @@ regime adversarial { attack = pgd(eps = 0.1, step_size = 0.05, steps = 2, random
 fn experiment(src: &str) -> salient_ir::Experiment {
     let out = salient_lang::check("test.exp", src);
     let msgs: Vec<String> = out.diagnostics.iter().map(|d| d.message.clone()).collect();
-    out.experiment.unwrap_or_else(|| panic!("spec does not check: {msgs:?}"))
+    out.experiment
+        .unwrap_or_else(|| panic!("spec does not check: {msgs:?}"))
 }
 
 fn opts(dir: &Path) -> RunOptions {
-    RunOptions { out_dir: dir.to_path_buf(), device: DeviceKind::Cpu, quiet: true, retrain: false, interrupt: Arc::new(AtomicBool::new(false)) }
+    RunOptions {
+        out_dir: dir.to_path_buf(),
+        device: DeviceKind::Cpu,
+        quiet: true,
+        retrain: false,
+        interrupt: Arc::new(AtomicBool::new(false)),
+    }
 }
 
 /// Result rows without the wall-clock ones.
 fn stable_rows(dir: &Path) -> Vec<salient_engine::results::ResultRow> {
-    read_results(&dir.join("results.csv")).unwrap().into_iter().filter(|r| r.metric != "train_seconds").collect()
+    read_results(&dir.join("results.csv"))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.metric != "train_seconds")
+        .collect()
 }
 
 /// Every tensor of a checkpoint as (name, shape, raw bytes), sorted by name. (The file's bytes
@@ -43,7 +54,11 @@ fn stable_rows(dir: &Path) -> Vec<salient_engine::results::ResultRow> {
 fn weights(path: &Path) -> Vec<(String, Vec<usize>, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<_> = st.tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec())).collect();
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.shape().to_vec(), t.data().to_vec()))
+        .collect();
     out.sort();
     assert!(!out.is_empty());
     out
@@ -60,7 +75,10 @@ fn same_seed_gives_bit_identical_weights_and_metrics() {
     for id in &ra.trained {
         let wa = weights(&a.path().join("runs").join(id).join("model.safetensors"));
         let wb = weights(&b.path().join("runs").join(id).join("model.safetensors"));
-        assert!(wa == wb, "weights of {id} differ between two runs with the same seed");
+        assert!(
+            wa == wb,
+            "weights of {id} differ between two runs with the same seed"
+        );
     }
     assert_eq!(stable_rows(a.path()), stable_rows(b.path()));
     // Different seeds give different weights.
@@ -76,15 +94,32 @@ fn training_learns_the_synthetic_task() {
     run(&exp, TINY, &opts(dir.path())).unwrap();
     let rows = stable_rows(dir.path());
     for r in rows.iter().filter(|r| r.metric == "clean_accuracy") {
-        assert!(r.value > 0.75, "{} reached only {:.3} clean accuracy on an easy 3-class task", r.run, r.value);
+        assert!(
+            r.value > 0.75,
+            "{} reached only {:.3} clean accuracy on an easy 3-class task",
+            r.run,
+            r.value
+        );
     }
     // The synthetic test set is balanced, so the mean of the per-class accuracies is the overall one.
-    let per_class: Vec<f64> = rows.iter().filter(|r| r.metric == "class_accuracy" && r.run == "net-standard-seed0").map(|r| r.value).collect();
+    let per_class: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.metric == "class_accuracy" && r.run == "net-standard-seed0")
+        .map(|r| r.value)
+        .collect();
     assert_eq!(per_class.len(), 3);
-    let overall = rows.iter().find(|r| r.metric == "clean_accuracy" && r.run == "net-standard-seed0").unwrap().value;
+    let overall = rows
+        .iter()
+        .find(|r| r.metric == "clean_accuracy" && r.run == "net-standard-seed0")
+        .unwrap()
+        .value;
     assert!((per_class.iter().sum::<f64>() / 3.0 - overall).abs() < 1e-12);
     let curve = std::fs::read_to_string(dir.path().join("training.csv")).unwrap();
-    assert_eq!(curve.lines().count(), 1 + 6 * 12, "one header and one row per run and epoch");
+    assert_eq!(
+        curve.lines().count(),
+        1 + 6 * 12,
+        "one header and one row per run and epoch"
+    );
 }
 
 #[test]
@@ -93,11 +128,27 @@ fn second_run_reuses_checkpoints_and_changed_training_retrains() {
     let dir = tempfile::tempdir().unwrap();
     let first = run(&exp, TINY, &opts(dir.path())).unwrap();
     let second = run(&exp, TINY, &opts(dir.path())).unwrap();
-    assert!(second.trained.is_empty(), "nothing should be retrained: {:?}", second.trained);
+    assert!(
+        second.trained.is_empty(),
+        "nothing should be retrained: {:?}",
+        second.trained
+    );
     assert_eq!(second.reused, first.trained);
-    assert_eq!(stable_rows(dir.path()).len(), first.rows.iter().filter(|r| r.metric != "train_seconds").count());
+    assert_eq!(
+        stable_rows(dir.path()).len(),
+        first
+            .rows
+            .iter()
+            .filter(|r| r.metric != "train_seconds")
+            .count()
+    );
     // Same metrics from the reused weights.
-    let clean = |rows: &[salient_engine::results::ResultRow]| rows.iter().filter(|r| r.metric == "clean_accuracy").map(|r| r.value).collect::<Vec<_>>();
+    let clean = |rows: &[salient_engine::results::ResultRow]| {
+        rows.iter()
+            .filter(|r| r.metric == "clean_accuracy")
+            .map(|r| r.value)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(clean(&first.rows), clean(&second.rows));
 
     // A different learning rate changes the key: those runs train again.
@@ -109,18 +160,34 @@ fn second_run_reuses_checkpoints_and_changed_training_retrains() {
 
 #[test]
 fn divergence_names_the_run_epoch_and_step() {
-    let src = TINY.replace("optimizer = adam  lr = 1e-2", "optimizer = sgd  lr = 1e9").replace("seed = [0, 1]", "seed = 0");
+    let src = TINY
+        .replace("optimizer = adam  lr = 1e-2", "optimizer = sgd  lr = 1e9")
+        .replace("seed = [0, 1]", "seed = 0");
     let exp = experiment(&src);
     let dir = tempfile::tempdir().unwrap();
     match run(&exp, &src, &opts(dir.path())) {
-        Err(EngineError::Diverged { run, epoch, step, loss }) => {
+        Err(EngineError::Diverged {
+            run,
+            epoch,
+            step,
+            loss,
+        }) => {
             assert_eq!(run, "net-standard-seed0");
             assert!(epoch >= 1 && step >= 1);
             assert!(!loss.is_finite() || loss > 1e4);
-            let msg = EngineError::Diverged { run, epoch, step, loss }.to_string();
+            let msg = EngineError::Diverged {
+                run,
+                epoch,
+                step,
+                loss,
+            }
+            .to_string();
             assert!(msg.contains("epoch") && msg.contains("step"), "{msg}");
         }
-        other => panic!("expected a divergence error, got {:?}", other.map(|r| r.trained)),
+        other => panic!(
+            "expected a divergence error, got {:?}",
+            other.map(|r| r.trained)
+        ),
     }
 }
 
@@ -129,7 +196,9 @@ fn missing_data_is_an_error_naming_the_directory() {
     let src = "experiment e\ndata mnist { dir = \"/nonexistent/mnist\" }\nmodel m { flatten dense(out = 10) }\ntrain { epochs = 1 }\nregime standard\n";
     let exp = experiment(src);
     let dir = tempfile::tempdir().unwrap();
-    let err = run(&exp, src, &opts(dir.path())).err().expect("loading a missing directory must fail");
+    let err = run(&exp, src, &opts(dir.path()))
+        .err()
+        .expect("loading a missing directory must fail");
     assert!(matches!(err, EngineError::Data(_)));
     assert!(err.to_string().contains("/nonexistent/mnist"), "{err}");
 }

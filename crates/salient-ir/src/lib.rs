@@ -79,9 +79,17 @@ pub enum DataKind {
     Idx,
     /// CIFAR-10 binary batches: 3x32x32, 10 classes. `files` names the batch files to read for
     /// training and test; the defaults are the official `data_batch_1..5.bin` / `test_batch.bin`.
-    Cifar10 { train_files: Vec<String>, test_files: Vec<String> },
+    Cifar10 {
+        train_files: Vec<String>,
+        test_files: Vec<String>,
+    },
     /// Synthetic, linearly separable-ish data for tests: class-dependent patterns plus noise.
-    Synthetic { train: usize, test: usize, noise: f32, seed: u64 },
+    Synthetic {
+        train: usize,
+        test: usize,
+        noise: f32,
+        seed: u64,
+    },
 }
 
 /// Shape of one image: channels, height, width.
@@ -122,7 +130,11 @@ impl Shape {
 
 impl From<ImageShape> for Shape {
     fn from(s: ImageShape) -> Self {
-        Shape::Image { c: s.c, h: s.h, w: s.w }
+        Shape::Image {
+            c: s.c,
+            h: s.h,
+            w: s.w,
+        }
     }
 }
 
@@ -164,26 +176,49 @@ pub struct LayerDef {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Layer {
     /// 2-D convolution with bias. Output h = (h + 2*padding - kernel) / stride + 1.
-    Conv { out: usize, kernel: usize, stride: usize, padding: usize },
+    Conv {
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
     /// Max pooling over `size` x `size` windows, moving by `stride`.
-    MaxPool { size: usize, stride: usize },
+    MaxPool {
+        size: usize,
+        stride: usize,
+    },
     /// Average pooling over `size` x `size` windows, moving by `stride`.
-    AvgPool { size: usize, stride: usize },
+    AvgPool {
+        size: usize,
+        stride: usize,
+    },
     /// Fully connected with bias. Needs a flat input.
-    Dense { out: usize },
+    Dense {
+        out: usize,
+    },
     Relu,
-    LeakyRelu { slope: f32 },
+    LeakyRelu {
+        slope: f32,
+    },
     Tanh,
     Sigmoid,
     /// Image -> flat, in (c, h, w) order as PyTorch flattens NCHW.
     Flatten,
     /// Inverted dropout, active in training mode only.
-    Dropout { p: f32 },
+    Dropout {
+        p: f32,
+    },
     /// Batch normalisation over channels (image) or features (flat), with running statistics.
-    BatchNorm { momentum: f32, eps: f32 },
+    BatchNorm {
+        momentum: f32,
+        eps: f32,
+    },
     /// y = body(x) + shortcut(x). The shortcut is the identity when the body keeps the shape,
     /// else a 1x1 convolution with the body's stride (`projection`).
-    Residual { body: Vec<LayerDef>, projection: Option<Projection> },
+    Residual {
+        body: Vec<LayerDef>,
+        projection: Option<Projection>,
+    },
 }
 
 /// The 1x1 convolution that matches shapes on a residual shortcut.
@@ -232,7 +267,10 @@ pub enum Optimizer {
 pub enum Schedule {
     Constant,
     /// lr * gamma^(floor(epoch / every)).
-    Step { every: usize, gamma: f64 },
+    Step {
+        every: usize,
+        gamma: f64,
+    },
     /// Cosine annealing from lr to 0 over all steps of the run.
     Cosine,
 }
@@ -433,7 +471,9 @@ impl AttackSpec {
     pub fn norm(&self) -> Norm {
         match &self.attack {
             Attack::Fgsm { .. } => Norm::Linf,
-            Attack::Pgd { norm, .. } | Attack::Apgd { norm, .. } | Attack::Square { norm, .. } => *norm,
+            Attack::Pgd { norm, .. } | Attack::Apgd { norm, .. } | Attack::Square { norm, .. } => {
+                *norm
+            }
         }
     }
 }
@@ -442,9 +482,27 @@ impl AttackSpec {
 pub enum Attack {
     /// Linf only.
     Fgsm { eps: f64 },
-    Pgd { norm: Norm, eps: f64, step_size: f64, steps: usize, random_start: bool, restarts: usize },
-    Apgd { norm: Norm, eps: f64, loss: ApgdLoss, steps: usize, restarts: usize },
-    Square { norm: Norm, eps: f64, queries: usize, p_init: f64 },
+    Pgd {
+        norm: Norm,
+        eps: f64,
+        step_size: f64,
+        steps: usize,
+        random_start: bool,
+        restarts: usize,
+    },
+    Apgd {
+        norm: Norm,
+        eps: f64,
+        loss: ApgdLoss,
+        steps: usize,
+        restarts: usize,
+    },
+    Square {
+        norm: Norm,
+        eps: f64,
+        queries: usize,
+        p_init: f64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -468,7 +526,11 @@ pub enum SaliencyMethod {
     /// (x - x0) * mean_{a} grad(x0 + a (x - x0)), a on `steps` Riemann points.
     IntegratedGradients { steps: usize, baseline: Baseline },
     /// Mean of gradients at x + N(0, sigma^2), sigma in pixel units.
-    SmoothGrad { samples: usize, sigma: f64, variant: SmoothGradVariant },
+    SmoothGrad {
+        samples: usize,
+        sigma: f64,
+        variant: SmoothGradVariant,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -498,14 +560,24 @@ pub enum MetricSpec {
     /// Entropy of the normalised |saliency| (Bhatt et al. 2020).
     Complexity,
     /// Deletion AUC (Petsiuk et al. 2018), in `steps` steps.
-    Deletion { steps: usize },
+    Deletion {
+        steps: usize,
+    },
     /// Insertion AUC (Petsiuk et al. 2018), in `steps` steps.
-    Insertion { steps: usize },
+    Insertion {
+        steps: usize,
+    },
     /// Ismail et al.'s masking accuracy-drop curve at `percents` (0..90 by 10 by default).
-    MaskingCurve { percents: Vec<u32>, fill: Fill },
+    MaskingCurve {
+        percents: Vec<u32>,
+        fill: Fill,
+    },
     /// Yeh et al. 2019: max over `samples` uniform perturbations of radius `radius` of
     /// ||S(x + d) - S(x)|| / ||S(x)||.
-    MaxSensitivity { radius: f64, samples: usize },
+    MaxSensitivity {
+        radius: f64,
+        samples: usize,
+    },
     /// Adebayo et al. 2018: cascading randomisation, similarity per layer.
     Randomization,
     /// Etmann et al. 2019: |<x, g>| / ||g||.

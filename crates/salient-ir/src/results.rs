@@ -65,4 +65,3 @@ pub struct CurveRow {
     pub seconds: f64,
     pub images_per_second: f64,
 }
-

@@ -34,7 +34,10 @@
 //!
 //! Restarts attack only the examples earlier restarts left robust. A broken example keeps the
 //! first adversarial iterate found; a robust one gets x_max.
-use super::eval::{bucket, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial};
+use super::eval::{
+    bucket, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
+    FirstAdversarial,
+};
 use crate::grad::input_gradient;
 use crate::losses::{one_hot, Logits};
 use crate::ops::{normalize_rows, project_l2, scale_rows, sign, Mat};
@@ -67,7 +70,9 @@ pub fn apgd<D: Device<f32>>(
     cfg: &ApgdConfig,
     rng: &mut ChaCha8Rng,
 ) -> AttackOutcome<D> {
-    with_restarts(x, labels, cfg.restarts, |x, labels| single_run(net, x, labels, cfg, rng))
+    with_restarts(x, labels, cfg.restarts, |x, labels| {
+        single_run(net, x, labels, cfg, rng)
+    })
 }
 
 /// The checkpoint windows of Algorithm 1 for `n` iterations, as step counts: the iterations
@@ -133,15 +138,25 @@ impl<D: Device<f32>> State<D> {
         let work = padded(keep, bucket(keep.len(), self.full));
         let keep = &work[..];
         let pick = |t: &Mat<D>| take_rows(t, keep);
-        (self.x, self.onehot, self.lo, self.hi) = (pick(&self.x), pick(&self.onehot), pick(&self.lo), pick(&self.hi));
+        (self.x, self.onehot, self.lo, self.hi) = (
+            pick(&self.x),
+            pick(&self.onehot),
+            pick(&self.lo),
+            pick(&self.hi),
+        );
         (self.x_cur, self.x_prev, self.g) = (pick(&self.x_cur), pick(&self.x_prev), pick(&self.g));
         (self.x_best, self.g_best) = (pick(&self.x_best), pick(&self.g_best));
         fn host<T: Copy>(v: &[T], keep: &[usize]) -> Vec<T> {
             keep.iter().map(|&j| v[j]).collect()
         }
         self.ys = host(&self.ys, keep);
-        (self.loss, self.loss_best, self.eta) = (host(&self.loss, keep), host(&self.loss_best, keep), host(&self.eta, keep));
-        (self.increases, self.reduced_last) = (host(&self.increases, keep), host(&self.reduced_last, keep));
+        (self.loss, self.loss_best, self.eta) = (
+            host(&self.loss, keep),
+            host(&self.loss_best, keep),
+            host(&self.eta, keep),
+        );
+        (self.increases, self.reduced_last) =
+            (host(&self.increases, keep), host(&self.reduced_last, keep));
         self.best_at_last_mark = host(&self.best_at_last_mark, keep);
     }
 }
@@ -203,14 +218,19 @@ fn single_run<D: Device<f32>>(
             Norm::L2 => normalize_rows(&st.g),
         };
         let z = st.project(st.x_cur.clone() + scale_rows(dir, eta), cfg);
-        st.x_cur = st.project(st.x_cur.clone() + (z - st.x_cur.clone()) * alpha + momentum * (1.0 - alpha), cfg);
+        st.x_cur = st.project(
+            st.x_cur.clone() + (z - st.x_cur.clone()) * alpha + momentum * (1.0 - alpha),
+            cfg,
+        );
         let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg.loss, &mut seen);
         st.g = g;
         for (i, l) in loss.iter().enumerate() {
             st.increases[i] += (*l > st.loss[i]) as usize;
         }
         st.loss = loss;
-        let improved: Vec<bool> = (0..st.size()).map(|i| st.loss[i] > st.loss_best[i]).collect();
+        let improved: Vec<bool> = (0..st.size())
+            .map(|i| st.loss[i] > st.loss_best[i])
+            .collect();
         if improved.iter().any(|&v| v) {
             st.x_best = select_rows(&improved, st.x_cur.clone(), st.x_best.clone());
             st.g_best = select_rows(&improved, st.g.clone(), st.g_best.clone());
@@ -268,13 +288,20 @@ fn drop_broken<D: Device<f32>>(st: &mut State<D>, wrong: &[bool]) -> bool {
 }
 
 /// A random start inside the ball (see the module docs), on the device.
-fn start<D: Device<f32>>(dev: &D, shape: (usize, usize), norm: Norm, eps: f32, rng: &mut ChaCha8Rng) -> Mat<D> {
+fn start<D: Device<f32>>(
+    dev: &D,
+    shape: (usize, usize),
+    norm: Norm,
+    eps: f32,
+    rng: &mut ChaCha8Rng,
+) -> Mat<D> {
     let (b, n) = shape;
     let mut v = vec![0.0f32; b * n];
     for row in v.chunks_mut(n.max(1)) {
         let scale = match norm {
             Norm::Linf => {
-                row.iter_mut().for_each(|t| *t = rng.gen_range(-1.0f32..1.0));
+                row.iter_mut()
+                    .for_each(|t| *t = rng.gen_range(-1.0f32..1.0));
                 row.iter().fold(0.0f32, |m, t| m.max(t.abs()))
             }
             Norm::L2 => {
@@ -317,8 +344,13 @@ fn loss_and_gradient<D: Device<f32>>(
 }
 
 /// Per-example cross-entropy -log softmax(z)_y, (B,).
-pub fn ce_rows<D: Device<f32>, T: Tape<f32, D>>(z: Logits<D, T>, onehot: &Mat<D>) -> Tensor<(usize,), f32, D, T> {
-    (z.log_softmax::<Axis<1>>() * onehot.clone()).sum::<(usize,), Axis<1>>().negate()
+pub fn ce_rows<D: Device<f32>, T: Tape<f32, D>>(
+    z: Logits<D, T>,
+    onehot: &Mat<D>,
+) -> Tensor<(usize,), f32, D, T> {
+    (z.log_softmax::<Axis<1>>() * onehot.clone())
+        .sum::<(usize,), Axis<1>>()
+        .negate()
 }
 
 /// Per-example DLR loss (see the module docs), (B,), differentiable in the logits. The classes
@@ -326,7 +358,10 @@ pub fn ce_rows<D: Device<f32>, T: Tape<f32, D>>(z: Logits<D, T>, onehot: &Mat<D>
 ///
 /// # Panics
 /// With fewer than 3 classes ([`crate::attack::attack_batch`] refuses those with an error).
-pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(z: Logits<D, T>, labels: &[usize]) -> Tensor<(usize,), f32, D, T> {
+pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
+    z: Logits<D, T>,
+    labels: &[usize],
+) -> Tensor<(usize,), f32, D, T> {
     let (b, c) = *z.shape();
     let values = z.as_vec();
     let (mut num, mut den) = (vec![0.0f32; b * c], vec![0.0f32; b * c]);
@@ -358,6 +393,11 @@ pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(z: Logits<D, T>, lab
 pub fn dlr(logits: &[f32], y: usize) -> f64 {
     let mut sorted: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
     sorted.sort_by(|a, b| b.total_cmp(a));
-    let rival = logits.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| v as f64).fold(f64::NEG_INFINITY, f64::max);
+    let rival = logits
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != y)
+        .map(|(_, &v)| v as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
     -(logits[y] as f64 - rival) / (sorted[0] - sorted[2] + 1e-12)
 }

@@ -61,24 +61,37 @@ pub fn attack_batch<D: Device<f32>>(
     let classes = validate(net, spec, x, labels)?;
     let (b, _) = *x.shape();
     if b == 0 {
-        return Ok(AttackOutcome { x_adv: x.clone(), robust: Vec::new() });
+        return Ok(AttackOutcome {
+            x_adv: x.clone(),
+            robust: Vec::new(),
+        });
     }
     // Only the examples classified correctly are attacked.
     let clean = net.forward(x.clone(), Mode::Eval).as_vec();
     let correct = correct_rows(&clean, classes, labels);
     let rows: Vec<usize> = (0..b).filter(|&i| correct[i]).collect();
     if rows.is_empty() {
-        return Ok(AttackOutcome { x_adv: x.clone(), robust: vec![false; b] });
+        return Ok(AttackOutcome {
+            x_adv: x.clone(),
+            robust: vec![false; b],
+        });
     }
     let work = padded(&rows, bucket(rows.len(), b));
-    let xs = if rows.len() == b { x.clone() } else { take_rows(x, &work) };
+    let xs = if rows.len() == b {
+        x.clone()
+    } else {
+        take_rows(x, &work)
+    };
     let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
     let sub = run_attack(net, &spec.attack, &xs, &ys, classes, rng);
     let mut robust = vec![false; b];
     for (j, &i) in rows.iter().enumerate() {
         robust[i] = sub.robust[j];
     }
-    Ok(AttackOutcome { x_adv: put_rows(x.clone(), sub.x_adv, &rows), robust })
+    Ok(AttackOutcome {
+        x_adv: put_rows(x.clone(), sub.x_adv, &rows),
+        robust,
+    })
 }
 
 /// Dispatch to the attack; `x` holds only correctly classified examples.
@@ -95,18 +108,57 @@ fn run_attack<D: Device<f32>>(
             let onehot = one_hot(x.device(), labels, classes);
             let x_adv = fgsm(net, x, &onehot, eps as f32);
             let logits = net.forward(x_adv.clone(), Mode::Eval).as_vec();
-            AttackOutcome { x_adv, robust: correct_rows(&logits, classes, labels) }
+            AttackOutcome {
+                x_adv,
+                robust: correct_rows(&logits, classes, labels),
+            }
         }
-        Attack::Pgd { norm, eps, step_size, steps, random_start, restarts } => {
-            let cfg = PgdConfig { norm, eps: eps as f32, step_size: step_size as f32, steps, random_start, loss: super::AttackLoss::Ce };
+        Attack::Pgd {
+            norm,
+            eps,
+            step_size,
+            steps,
+            random_start,
+            restarts,
+        } => {
+            let cfg = PgdConfig {
+                norm,
+                eps: eps as f32,
+                step_size: step_size as f32,
+                steps,
+                random_start,
+                loss: super::AttackLoss::Ce,
+            };
             pgd_restarts(net, x, labels, &cfg, restarts, rng)
         }
-        Attack::Apgd { norm, eps, loss, steps, restarts } => {
-            let cfg = ApgdConfig { norm, eps: eps as f32, loss, steps, restarts };
+        Attack::Apgd {
+            norm,
+            eps,
+            loss,
+            steps,
+            restarts,
+        } => {
+            let cfg = ApgdConfig {
+                norm,
+                eps: eps as f32,
+                loss,
+                steps,
+                restarts,
+            };
             apgd(net, x, labels, &cfg, rng)
         }
-        Attack::Square { norm, eps, queries, p_init } => {
-            let cfg = SquareConfig { norm, eps: eps as f32, queries, p_init };
+        Attack::Square {
+            norm,
+            eps,
+            queries,
+            p_init,
+        } => {
+            let cfg = SquareConfig {
+                norm,
+                eps: eps as f32,
+                queries,
+                p_init,
+            };
             let dims = ImageDims::of(net.def().input);
             square(net, x, labels, &cfg, dims, rng).outcome
         }
@@ -114,16 +166,27 @@ fn run_attack<D: Device<f32>>(
 }
 
 /// Check the batch against the network and the attack's settings; returns the class count.
-fn validate<D: Device<f32>>(net: &Network<D>, spec: &AttackSpec, x: &Mat<D>, labels: &[usize]) -> Result<usize, AttackError> {
+fn validate<D: Device<f32>>(
+    net: &Network<D>,
+    spec: &AttackSpec,
+    x: &Mat<D>,
+    labels: &[usize],
+) -> Result<usize, AttackError> {
     let err = |m: String| Err(AttackError(format!("attack `{}`: {m}", spec.name)));
     let (b, n) = *x.shape();
     let input = net.def().input.numel();
     let classes = net.def().output.numel();
     if n != input {
-        return err(format!("the batch has {n} features per example but the model `{}` takes {input}", net.def().name));
+        return err(format!(
+            "the batch has {n} features per example but the model `{}` takes {input}",
+            net.def().name
+        ));
     }
     if labels.len() != b {
-        return err(format!("{} labels for a batch of {b} examples", labels.len()));
+        return err(format!(
+            "{} labels for a batch of {b} examples",
+            labels.len()
+        ));
     }
     if let Some(y) = labels.iter().find(|&&y| y >= classes) {
         return err(format!("label {y} is out of range for {classes} classes"));
@@ -134,23 +197,41 @@ fn validate<D: Device<f32>>(net: &Network<D>, spec: &AttackSpec, x: &Mat<D>, lab
     }
     match spec.attack {
         Attack::Fgsm { .. } => {}
-        Attack::Pgd { step_size, steps, restarts, .. } => {
+        Attack::Pgd {
+            step_size,
+            steps,
+            restarts,
+            ..
+        } => {
             if !(step_size.is_finite() && step_size >= 0.0) {
-                return err(format!("step_size must be a finite number >= 0, got {step_size}"));
+                return err(format!(
+                    "step_size must be a finite number >= 0, got {step_size}"
+                ));
             }
             if steps == 0 || restarts == 0 {
-                return err(format!("steps ({steps}) and restarts ({restarts}) must be at least 1"));
+                return err(format!(
+                    "steps ({steps}) and restarts ({restarts}) must be at least 1"
+                ));
             }
         }
-        Attack::Apgd { loss, steps, restarts, .. } => {
+        Attack::Apgd {
+            loss,
+            steps,
+            restarts,
+            ..
+        } => {
             if steps == 0 || restarts == 0 {
-                return err(format!("steps ({steps}) and restarts ({restarts}) must be at least 1"));
+                return err(format!(
+                    "steps ({steps}) and restarts ({restarts}) must be at least 1"
+                ));
             }
             if loss == ApgdLoss::Dlr && classes < 3 {
                 return err(format!("the DLR loss needs at least 3 classes (it divides by z_pi1 - z_pi3); the model has {classes}"));
             }
         }
-        Attack::Square { queries, p_init, .. } => {
+        Attack::Square {
+            queries, p_init, ..
+        } => {
             if queries == 0 {
                 return err("queries must be at least 1".to_string());
             }
@@ -164,7 +245,11 @@ fn validate<D: Device<f32>>(net: &Network<D>, spec: &AttackSpec, x: &Mat<D>, lab
 
 /// Per row of host logits (B x classes): is the argmax the label?
 pub fn correct_rows(logits: &[f32], classes: usize, labels: &[usize]) -> Vec<bool> {
-    argmax_rows(logits, classes).iter().zip(labels).map(|(p, y)| p == y).collect()
+    argmax_rows(logits, classes)
+        .iter()
+        .zip(labels)
+        .map(|(p, y)| p == y)
+        .collect()
 }
 
 /// The size a working set of `m` examples out of a batch of `full` is padded to: the next
@@ -206,12 +291,22 @@ pub fn put_rows<D: Device<f32>>(base: Mat<D>, sub: Mat<D>, rows: &[usize]) -> Ma
 }
 
 /// `base` with row `to` replaced by row `from` of `sub` for each pair `(to, from)`.
-pub fn put_rows_from<D: Device<f32>>(base: Mat<D>, sub: Mat<D>, pairs: &[(usize, usize)]) -> Mat<D> {
+pub fn put_rows_from<D: Device<f32>>(
+    base: Mat<D>,
+    sub: Mat<D>,
+    pairs: &[(usize, usize)],
+) -> Mat<D> {
     let b = base.shape().0;
     if pairs.is_empty() {
         return base;
     }
-    if sub.shape().0 == b && pairs.len() == b && pairs.iter().enumerate().all(|(j, &(to, from))| to == j && from == j) {
+    if sub.shape().0 == b
+        && pairs.len() == b
+        && pairs
+            .iter()
+            .enumerate()
+            .all(|(j, &(to, from))| to == j && from == j)
+    {
         return sub;
     }
     let mut index: Vec<usize> = (0..b).collect();
@@ -232,8 +327,13 @@ pub fn select_rows<D: Device<f32>>(mask: &[bool], on_true: Mat<D>, on_false: Mat
         return on_false;
     }
     let shape = *on_true.shape();
-    let m = on_true.device().tensor_from_vec(mask.iter().map(|&m| if m { 1.0f32 } else { 0.0 }).collect(), (shape.0,));
-    m.broadcast_like::<(usize, usize), Axis<1>>(&shape).gt(0.5).choose(on_true, on_false)
+    let m = on_true.device().tensor_from_vec(
+        mask.iter().map(|&m| if m { 1.0f32 } else { 0.0 }).collect(),
+        (shape.0,),
+    );
+    m.broadcast_like::<(usize, usize), Axis<1>>(&shape)
+        .gt(0.5)
+        .choose(on_true, on_false)
 }
 
 /// Per-example record of the first adversarial example found during one attack run.
@@ -246,7 +346,11 @@ pub struct FirstAdversarial<D: Device<f32>> {
 
 impl<D: Device<f32>> FirstAdversarial<D> {
     pub fn new(x: &Mat<D>, classes: usize) -> Self {
-        FirstAdversarial { x_adv: x.clone(), robust: vec![true; x.shape().0], classes }
+        FirstAdversarial {
+            x_adv: x.clone(),
+            robust: vec![true; x.shape().0],
+            classes,
+        }
     }
 
     /// Look at candidate points `xc` (all B rows) with their logits (host, B x classes): rows
@@ -260,10 +364,23 @@ impl<D: Device<f32>> FirstAdversarial<D> {
     /// `xc` and of `logits` belongs to example `rows[j]`; rows of `xc` and `logits` past
     /// `rows.len()` are padding and ignored; `labels` are all B labels. Returns whether each of
     /// the `rows.len()` candidates is misclassified.
-    pub fn observe_rows(&mut self, xc: &Mat<D>, logits: &[f32], rows: &[usize], labels: &[usize]) -> Vec<bool> {
+    pub fn observe_rows(
+        &mut self,
+        xc: &Mat<D>,
+        logits: &[f32],
+        rows: &[usize],
+        labels: &[usize],
+    ) -> Vec<bool> {
         let ys: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
-        let wrong: Vec<bool> = correct_rows(&logits[..rows.len() * self.classes], self.classes, &ys).iter().map(|c| !c).collect();
-        let newly: Vec<(usize, usize)> = (0..rows.len()).filter(|&j| wrong[j] && self.robust[rows[j]]).map(|j| (rows[j], j)).collect();
+        let wrong: Vec<bool> =
+            correct_rows(&logits[..rows.len() * self.classes], self.classes, &ys)
+                .iter()
+                .map(|c| !c)
+                .collect();
+        let newly: Vec<(usize, usize)> = (0..rows.len())
+            .filter(|&j| wrong[j] && self.robust[rows[j]])
+            .map(|j| (rows[j], j))
+            .collect();
         if !newly.is_empty() {
             self.x_adv = put_rows_from(self.x_adv.clone(), xc.clone(), &newly);
             for &(i, _) in &newly {
@@ -280,7 +397,10 @@ impl<D: Device<f32>> FirstAdversarial<D> {
     /// The outcome: robust rows take their row of `fallback` (the attack's last or best point).
     pub fn finish(self, fallback: Mat<D>) -> AttackOutcome<D> {
         let x_adv = select_rows(&self.robust, fallback, self.x_adv);
-        AttackOutcome { x_adv, robust: self.robust }
+        AttackOutcome {
+            x_adv,
+            robust: self.robust,
+        }
     }
 }
 
@@ -288,20 +408,32 @@ impl<D: Device<f32>> FirstAdversarial<D> {
 /// attacks only the examples no earlier restart broke, so a broken example keeps the first
 /// adversarial example found (AutoAttack's protocol). Robust examples keep the last restart's
 /// point. `single` may get a batch padded with copies of its first example (see [`bucket`]).
-pub fn with_restarts<D, F>(x: &Mat<D>, labels: &[usize], restarts: usize, mut single: F) -> AttackOutcome<D>
+pub fn with_restarts<D, F>(
+    x: &Mat<D>,
+    labels: &[usize],
+    restarts: usize,
+    mut single: F,
+) -> AttackOutcome<D>
 where
     D: Device<f32>,
     F: FnMut(&Mat<D>, &[usize]) -> AttackOutcome<D>,
 {
     let b = x.shape().0;
-    let mut out = AttackOutcome { x_adv: x.clone(), robust: vec![true; b] };
+    let mut out = AttackOutcome {
+        x_adv: x.clone(),
+        robust: vec![true; b],
+    };
     for _ in 0..restarts.max(1) {
         let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
         if rows.is_empty() {
             break;
         }
         let work = padded(&rows, bucket(rows.len(), b));
-        let xs = if rows.len() == b { x.clone() } else { take_rows(x, &work) };
+        let xs = if rows.len() == b {
+            x.clone()
+        } else {
+            take_rows(x, &work)
+        };
         let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
         let run = single(&xs, &ys);
         for (j, &i) in rows.iter().enumerate() {

@@ -11,7 +11,9 @@
 //!
 //! Evaluation ([`pgd_restarts`]): the network in eval mode, cross-entropy, `restarts` runs, each
 //! iterate checked, an example broken as soon as any iterate of any restart misclassifies it.
-use super::eval::{bucket, padded, put_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial};
+use super::eval::{
+    bucket, padded, put_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial,
+};
 use crate::grad::input_gradient;
 use crate::losses::{ce_sum, one_hot, Logits};
 use crate::ops::{normalize_rows, project_l2, sign, Mat};
@@ -69,7 +71,13 @@ pub fn attack_loss<D: Device<f32>>(
 }
 
 /// A random starting perturbation inside the eps-ball (see the module docs), on the device.
-pub fn random_start<D: Device<f32>>(dev: &D, shape: (usize, usize), norm: Norm, eps: f32, rng: &mut ChaCha8Rng) -> Mat<D> {
+pub fn random_start<D: Device<f32>>(
+    dev: &D,
+    shape: (usize, usize),
+    norm: Norm,
+    eps: f32,
+    rng: &mut ChaCha8Rng,
+) -> Mat<D> {
     let (b, n) = shape;
     let mut v = vec![0.0f32; b * n];
     match norm {
@@ -94,10 +102,21 @@ pub fn random_start<D: Device<f32>>(dev: &D, shape: (usize, usize), norm: Norm, 
 
 /// Run PGD from the clean batch `x` (pixels in [0, 1]) with labels `onehot`. The network is used
 /// in `mode` (eval for evaluation attacks; training regimes choose). Returns the adversarial batch.
-pub fn pgd<D: Device<f32>>(net: &mut Network<D>, x: &Mat<D>, onehot: &Mat<D>, cfg: &PgdConfig, mode: Mode, rng: &mut ChaCha8Rng) -> Mat<D> {
+pub fn pgd<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Mat<D>,
+    onehot: &Mat<D>,
+    cfg: &PgdConfig,
+    mode: Mode,
+    rng: &mut ChaCha8Rng,
+) -> Mat<D> {
     let dev = x.device().clone();
     let shape = *x.shape();
-    let mut delta: Mat<D> = if cfg.random_start { random_start(&dev, shape, cfg.norm, cfg.eps, rng) } else { dev.zeros_like(&shape) };
+    let mut delta: Mat<D> = if cfg.random_start {
+        random_start(&dev, shape, cfg.norm, cfg.eps, rng)
+    } else {
+        dev.zeros_like(&shape)
+    };
     // Keep x + delta inside the box from the start.
     delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
     for _ in 0..cfg.steps {
@@ -143,11 +162,16 @@ pub fn pgd_restarts<D: Device<f32>>(
         let mut rows: Vec<usize> = (0..shape.0).collect();
         let mut x = x0.clone();
         let mut onehot = one_hot(&dev, labels, classes);
-        let mut delta: Mat<D> = if cfg.random_start { random_start(&dev, shape, cfg.norm, cfg.eps, rng) } else { dev.zeros_like(&shape) };
+        let mut delta: Mat<D> = if cfg.random_start {
+            random_start(&dev, shape, cfg.norm, cfg.eps, rng)
+        } else {
+            dev.zeros_like(&shape)
+        };
         delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
         for _ in 0..cfg.steps {
             let xa = x.clone() + delta.clone();
-            let (g, logits) = input_gradient(net, &xa, Mode::Eval, |z| attack_loss(cfg.loss, z, &onehot));
+            let (g, logits) =
+                input_gradient(net, &xa, Mode::Eval, |z| attack_loss(cfg.loss, z, &onehot));
             let wrong = seen.observe_rows(&xa, &logits.as_vec(), &rows, labels);
             delta = pgd_step(&x, delta, &g, cfg);
             if wrong.iter().any(|&w| w) {
@@ -156,7 +180,11 @@ pub fn pgd_restarts<D: Device<f32>>(
                     return seen.finish(x0.clone());
                 }
                 let work = padded(&keep, bucket(keep.len(), shape.0));
-                (x, delta, onehot) = (take_rows(&x, &work), take_rows(&delta, &work), take_rows(&onehot, &work));
+                (x, delta, onehot) = (
+                    take_rows(&x, &work),
+                    take_rows(&delta, &work),
+                    take_rows(&onehot, &work),
+                );
                 rows = keep.iter().map(|&j| rows[j]).collect();
             }
         }

@@ -84,7 +84,10 @@ pub struct SquareOutcome<D: Device<f32>> {
 /// rescaled to `total` iterations.
 pub fn p_selection(p_init: f64, it: usize, total: usize) -> f64 {
     let it = (it as f64 / total.max(1) as f64 * 10000.0) as usize;
-    let halvings = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000].iter().filter(|&&m| it > m).count();
+    let halvings = [10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
+        .iter()
+        .filter(|&&m| it > m)
+        .count();
     p_init / (1u32 << halvings) as f64
 }
 
@@ -98,13 +101,23 @@ pub fn square<D: Device<f32>>(
     rng: &mut ChaCha8Rng,
 ) -> SquareOutcome<D> {
     let (b, n) = *x.shape();
-    let dims = if dims.numel() == n { dims } else { ImageDims { c: 1, h: 1, w: n } };
+    let dims = if dims.numel() == n {
+        dims
+    } else {
+        ImageDims { c: 1, h: 1, w: n }
+    };
     let classes = net.def().output.numel();
     let xs = x.as_vec();
     let eps = cfg.eps;
     if b == 0 || n == 0 || cfg.queries == 0 {
-        let outcome = AttackOutcome { x_adv: x.clone(), robust: vec![true; b] };
-        return SquareOutcome { outcome, queries: vec![0; b] };
+        let outcome = AttackOutcome {
+            x_adv: x.clone(),
+            robust: vec![true; b],
+        };
+        return SquareOutcome {
+            outcome,
+            queries: vec![0; b],
+        };
     }
     let mut best = Vec::with_capacity(b * n);
     for row in xs.chunks(n.max(1)) {
@@ -117,11 +130,19 @@ pub fn square<D: Device<f32>>(
     let mut broken = vec![false; b];
     let mut margin_min = vec![f32::INFINITY; b];
     let all: Vec<usize> = (0..b).collect();
-    evaluate(net, &all, best.clone(), n, classes, labels, |i, _, m, wrong| {
-        queries[i] += 1;
-        margin_min[i] = m;
-        broken[i] = wrong;
-    });
+    evaluate(
+        net,
+        &all,
+        best.clone(),
+        n,
+        classes,
+        labels,
+        |i, _, m, wrong| {
+            queries[i] += 1;
+            margin_min[i] = m;
+            broken[i] = wrong;
+        },
+    );
     for it in 0..cfg.queries - 1 {
         let active: Vec<usize> = (0..b).filter(|&i| !broken[i]).collect();
         if active.is_empty() {
@@ -142,17 +163,31 @@ pub fn square<D: Device<f32>>(
         for _ in active.len()..size {
             cand.extend_from_slice(&first);
         }
-        evaluate(net, &active, cand, n, classes, labels, |i, row, m, wrong| {
-            queries[i] += 1;
-            if m < margin_min[i] || wrong {
-                best[i * n..(i + 1) * n].copy_from_slice(row);
-                margin_min[i] = m;
-            }
-            broken[i] = wrong;
-        });
+        evaluate(
+            net,
+            &active,
+            cand,
+            n,
+            classes,
+            labels,
+            |i, row, m, wrong| {
+                queries[i] += 1;
+                if m < margin_min[i] || wrong {
+                    best[i * n..(i + 1) * n].copy_from_slice(row);
+                    margin_min[i] = m;
+                }
+                broken[i] = wrong;
+            },
+        );
     }
     let x_adv = x.device().tensor_from_vec(best, (b, n));
-    SquareOutcome { outcome: AttackOutcome { x_adv, robust: broken.iter().map(|&w| !w).collect() }, queries }
+    SquareOutcome {
+        outcome: AttackOutcome {
+            x_adv,
+            robust: broken.iter().map(|&w| !w).collect(),
+        },
+        queries,
+    }
 }
 
 /// Query the network on the candidate rows `cand` of the examples `rows` (rows of `cand` past
@@ -166,7 +201,9 @@ fn evaluate<D: Device<f32>>(
     labels: &[usize],
     mut update: impl FnMut(usize, &[f32], f32, bool),
 ) {
-    let t = net.device().tensor_from_vec(cand.clone(), (cand.len() / n, n));
+    let t = net
+        .device()
+        .tensor_from_vec(cand.clone(), (cand.len() / n, n));
     let logits = net.forward(t, Mode::Eval).as_vec();
     let ys: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
     let correct = correct_rows(&logits[..rows.len() * classes], classes, &ys);
@@ -178,7 +215,12 @@ fn evaluate<D: Device<f32>>(
 
 /// The margin z_y - max_(j != y) z_j (negative when misclassified).
 pub fn margin(z: &[f32], y: usize) -> f32 {
-    let rival = z.iter().enumerate().filter(|&(j, _)| j != y).map(|(_, &v)| v).fold(f32::NEG_INFINITY, f32::max);
+    let rival = z
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != y)
+        .map(|(_, &v)| v)
+        .fold(f32::NEG_INFINITY, f32::max);
     z[y] - rival
 }
 
@@ -218,7 +260,14 @@ fn stripes(x: &[f32], dims: ImageDims, eps: f32, rng: &mut ChaCha8Rng) -> Vec<f3
 }
 
 /// Linf proposal: the square of each channel set to x + eps or x - eps (clipped to the box).
-fn propose_linf(x: &[f32], best: &[f32], dims: ImageDims, eps: f32, p: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+fn propose_linf(
+    x: &[f32],
+    best: &[f32],
+    dims: ImageDims,
+    eps: f32,
+    p: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
     let s = side(p, dims, 1);
     let (vh, vw) = corner(dims, s, rng);
     let mut out = best.to_vec();
@@ -227,7 +276,11 @@ fn propose_linf(x: &[f32], best: &[f32], dims: ImageDims, eps: f32, p: f64, rng:
         for row in vh..vh + s {
             for col in vw..vw + s {
                 let k = dims.at(row, col, ch);
-                out[k] = if r > 0.0 { (x[k] + eps).min(1.0) } else { (x[k] - eps).max(0.0) };
+                out[k] = if r > 0.0 {
+                    (x[k] + eps).min(1.0)
+                } else {
+                    (x[k] - eps).max(0.0)
+                };
             }
         }
     }
@@ -240,7 +293,10 @@ fn eta_rectangles(rows: usize, cols: usize) -> Vec<f32> {
     let (mut r0, mut c0) = ((rows / 2) as isize, (cols / 2) as isize);
     for k in 0..(rows / 2 + 1).max(cols / 2 + 1) {
         let weight = 1.0 / ((k + 1) * (k + 1)) as f32;
-        let (r1, c1) = ((r0 + 2 * k as isize + 1).min(rows as isize), (c0 + 2 * k as isize + 1).min(cols as isize));
+        let (r1, c1) = (
+            (r0 + 2 * k as isize + 1).min(rows as isize),
+            (c0 + 2 * k as isize + 1).min(cols as isize),
+        );
         for r in r0.max(0)..r1 {
             for c in c0.max(0)..c1 {
                 d[r as usize * cols + c as usize] += weight;
@@ -277,7 +333,10 @@ fn eta(s: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
 fn scaled(x: &[f32], delta: &[f32], eps: f32) -> Vec<f32> {
     let norm = delta.iter().map(|v| v * v).sum::<f32>().sqrt();
     let k = eps / (norm + 1e-12);
-    x.iter().zip(delta).map(|(a, d)| (a + d * k).clamp(0.0, 1.0)).collect()
+    x.iter()
+        .zip(delta)
+        .map(|(a, d)| (a + d * k).clamp(0.0, 1.0))
+        .collect()
 }
 
 /// L2 start: a grid of random-signed eta tiles of side max(h / 5, 1), scaled to norm eps.
@@ -306,7 +365,14 @@ fn tiles(x: &[f32], dims: ImageDims, eps: f32, rng: &mut ChaCha8Rng) -> Vec<f32>
 }
 
 /// L2 proposal (see the module docs).
-fn propose_l2(x: &[f32], best: &[f32], dims: ImageDims, eps: f32, p: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+fn propose_l2(
+    x: &[f32],
+    best: &[f32],
+    dims: ImageDims,
+    eps: f32,
+    p: f64,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
     let mut s = side(p, dims, 3);
     if s < dims.h.min(dims.w) {
         s |= 1; // odd, as the authors' code makes it
@@ -321,16 +387,23 @@ fn propose_l2(x: &[f32], best: &[f32], dims: ImageDims, eps: f32, p: f64, rng: &
     for r in 0..dims.h {
         for c in 0..dims.w {
             if in1(r, c) || in2(r, c) {
-                windows_sq += (0..dims.c).map(|ch| delta[dims.at(r, c, ch)].powi(2)).sum::<f32>();
+                windows_sq += (0..dims.c)
+                    .map(|ch| delta[dims.at(r, c, ch)].powi(2))
+                    .sum::<f32>();
             }
         }
     }
     let target = ((eps * eps - norm_image_sq).max(0.0) / dims.c as f32 + windows_sq).sqrt();
     let mut fresh = Vec::with_capacity(dims.c);
     for ch in 0..dims.c {
-        let old_norm = (0..s * s).map(|k| delta[dims.at(h1 + k / s, w1 + k % s, ch)].powi(2)).sum::<f32>().sqrt();
+        let old_norm = (0..s * s)
+            .map(|k| delta[dims.at(h1 + k / s, w1 + k % s, ch)].powi(2))
+            .sum::<f32>()
+            .sqrt();
         let (e, r) = (eta(s, rng), sign(rng));
-        let mut block: Vec<f32> = (0..s * s).map(|k| e[k] * r + delta[dims.at(h1 + k / s, w1 + k % s, ch)] / (old_norm + 1e-12)).collect();
+        let mut block: Vec<f32> = (0..s * s)
+            .map(|k| e[k] * r + delta[dims.at(h1 + k / s, w1 + k % s, ch)] / (old_norm + 1e-12))
+            .collect();
         let norm = block.iter().map(|v| v * v).sum::<f32>().sqrt();
         block.iter_mut().for_each(|v| *v *= target / (norm + 1e-12));
         fresh.push(block);

@@ -25,11 +25,24 @@ pub struct Adversarial {
 }
 
 pub fn pgd_config(a: &TrainAttack, loss: AttackLoss) -> PgdConfig {
-    PgdConfig { norm: a.norm, eps: a.eps as f32, step_size: a.step_size as f32, steps: a.steps, random_start: a.random_start, loss }
+    PgdConfig {
+        norm: a.norm,
+        eps: a.eps as f32,
+        step_size: a.step_size as f32,
+        steps: a.steps,
+        random_start: a.random_start,
+        loss,
+    }
 }
 
 impl<D: Device<f32>> Regime<D> for Adversarial {
-    fn step(&mut self, net: &mut Network<D>, x: &Tensor<(usize, usize), f32, D>, y: &Targets<D>, ctx: &mut StepContext) -> StepOutput<D> {
+    fn step(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Tensor<(usize, usize), f32, D>,
+        y: &Targets<D>,
+        ctx: &mut StepContext,
+    ) -> StepOutput<D> {
         let p = &self.params;
         if let Some(beta) = p.trades_beta {
             return trades(net, x, y, &p.attack, beta as f32, ctx);
@@ -39,7 +52,10 @@ impl<D: Device<f32>> Regime<D> for Adversarial {
         if p.mix <= 0.0 {
             let adv = net.forward(x_adv.traced(Gradients::leaky()), Mode::Train);
             let logits = adv.retaped::<NoneTape>();
-            return StepOutput { loss: ce_mean(adv, &y.onehot), logits };
+            return StepOutput {
+                loss: ce_mean(adv, &y.onehot),
+                logits,
+            };
         }
         let clean = net.forward(x.clone().traced(Gradients::leaky()), Mode::Train);
         let (clean, tape) = clean.split_tape();
@@ -47,12 +63,22 @@ impl<D: Device<f32>> Regime<D> for Adversarial {
         let adv_loss = ce_mean(adv, &y.onehot) * (1.0 - p.mix as f32);
         let (adv_loss, tape) = adv_loss.split_tape();
         let clean_loss = ce_mean(clean.clone().put_tape(tape), &y.onehot) * p.mix as f32;
-        StepOutput { loss: clean_loss + adv_loss.retaped::<OwnedTape<f32, D>>(), logits: clean }
+        StepOutput {
+            loss: clean_loss + adv_loss.retaped::<OwnedTape<f32, D>>(),
+            logits: clean,
+        }
     }
 }
 
 /// TRADES: inner maximisation of KL(p(x) || p(x')) by signed (Linf) or normalised (L2) steps.
-fn trades<D: Device<f32>>(net: &mut Network<D>, x: &Tensor<(usize, usize), f32, D>, y: &Targets<D>, a: &TrainAttack, beta: f32, ctx: &mut StepContext) -> StepOutput<D> {
+fn trades<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Tensor<(usize, usize), f32, D>,
+    y: &Targets<D>,
+    a: &TrainAttack,
+    beta: f32,
+    ctx: &mut StepContext,
+) -> StepOutput<D> {
     let dev = x.device().clone();
     let shape = *x.shape();
     let p_clean = net.forward(x.clone(), Mode::Eval);
@@ -62,8 +88,12 @@ fn trades<D: Device<f32>>(net: &mut Network<D>, x: &Tensor<(usize, usize), f32, 
     for _ in 0..a.steps {
         let (g, _) = input_gradient(net, &xa, Mode::Eval, |z| kl_mean(p_clean.clone(), z));
         let delta = match a.norm {
-            Norm::Linf => (xa.clone() + sign(&g) * a.step_size as f32 - x.clone()).clamp(-a.eps as f32, a.eps as f32),
-            Norm::L2 => project_l2(xa.clone() + normalize_rows(&g) * a.step_size as f32 - x.clone(), a.eps as f32),
+            Norm::Linf => (xa.clone() + sign(&g) * a.step_size as f32 - x.clone())
+                .clamp(-a.eps as f32, a.eps as f32),
+            Norm::L2 => project_l2(
+                xa.clone() + normalize_rows(&g) * a.step_size as f32 - x.clone(),
+                a.eps as f32,
+            ),
         };
         xa = (x.clone() + delta).clamp(0.0, 1.0);
     }
@@ -73,5 +103,8 @@ fn trades<D: Device<f32>>(net: &mut Network<D>, x: &Tensor<(usize, usize), f32, 
     let kl = kl_mean(clean.clone(), adv) * beta;
     let (kl, tape) = kl.split_tape();
     let ce = ce_mean(clean.clone().put_tape(tape), &y.onehot);
-    StepOutput { loss: ce + kl.retaped::<OwnedTape<f32, D>>(), logits: clean }
+    StepOutput {
+        loss: ce + kl.retaped::<OwnedTape<f32, D>>(),
+        logits: clean,
+    }
 }

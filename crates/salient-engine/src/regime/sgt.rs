@@ -27,7 +27,15 @@ pub struct Sgt {
 /// Mask the `k` fraction of lowest-saliency pixel positions of each image (host side).
 ///
 /// `x` and `saliency` are (B, H*W*C) channels-last; `channels` is C. Returns x~.
-pub fn mask_lowest(x: &[f32], saliency: &[f32], batch: usize, channels: usize, p: &SgtParams, channel_mean: &[f32], rng: &mut ChaCha8Rng) -> Vec<f32> {
+pub fn mask_lowest(
+    x: &[f32],
+    saliency: &[f32],
+    batch: usize,
+    channels: usize,
+    p: &SgtParams,
+    channel_mean: &[f32],
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
     let channels = channels.max(1);
     let n = x.len() / batch.max(1);
     let positions = n / channels;
@@ -39,7 +47,8 @@ pub fn mask_lowest(x: &[f32], saliency: &[f32], batch: usize, channels: usize, p
         let xi = &x[b * n..(b + 1) * n];
         let si = &saliency[b * n..(b + 1) * n];
         for (pos, s) in score.iter_mut().enumerate() {
-            let mean = si[pos * channels..(pos + 1) * channels].iter().sum::<f32>() / channels as f32;
+            let mean =
+                si[pos * channels..(pos + 1) * channels].iter().sum::<f32>() / channels as f32;
             *s = match p.saliency {
                 SaliencySign::Signed => mean,
                 SaliencySign::Absolute => mean.abs(),
@@ -48,12 +57,22 @@ pub fn mask_lowest(x: &[f32], saliency: &[f32], batch: usize, channels: usize, p
         order.iter_mut().enumerate().for_each(|(i, o)| *o = i);
         // Stable order: ties broken by position, so the mask is deterministic.
         order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(a.cmp(&b)));
-        let (lo, hi) = xi.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = xi
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
         let oi = &mut out[b * n..(b + 1) * n];
         for &pos in &order[..count] {
             for c in 0..channels {
                 oi[pos * channels + c] = match p.fill {
-                    Fill::Random => if hi > lo { rng.gen_range(lo..=hi) } else { lo },
+                    Fill::Random => {
+                        if hi > lo {
+                            rng.gen_range(lo..=hi)
+                        } else {
+                            lo
+                        }
+                    }
                     Fill::Mean => channel_mean.get(c).copied().unwrap_or(0.0),
                     Fill::Constant(v) => v,
                 };
@@ -83,8 +102,21 @@ pub fn saliency_masked<D: Device<f32>>(
 }
 
 impl<D: Device<f32>> Regime<D> for Sgt {
-    fn step(&mut self, net: &mut Network<D>, x: &Tensor<(usize, usize), f32, D>, y: &Targets<D>, ctx: &mut StepContext) -> StepOutput<D> {
-        let x_masked = saliency_masked(net, x, &y.onehot, &self.params, &self.channel_mean, &mut ctx.rng);
+    fn step(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Tensor<(usize, usize), f32, D>,
+        y: &Targets<D>,
+        ctx: &mut StepContext,
+    ) -> StepOutput<D> {
+        let x_masked = saliency_masked(
+            net,
+            x,
+            &y.onehot,
+            &self.params,
+            &self.channel_mean,
+            &mut ctx.rng,
+        );
 
         let clean = net.forward(x.clone().traced(Gradients::leaky()), Mode::Train);
         let (clean, tape) = clean.split_tape();
@@ -93,6 +125,9 @@ impl<D: Device<f32>> Regime<D> for Sgt {
         let (kl, tape) = kl.split_tape();
         let ce = ce_mean(clean.clone().put_tape(tape), &y.onehot);
         let loss = ce + kl.retaped::<OwnedTape<f32, D>>() * self.params.lambda as f32;
-        StepOutput { loss, logits: clean }
+        StepOutput {
+            loss,
+            logits: clean,
+        }
     }
 }
