@@ -6,8 +6,8 @@
 //! Trains N steps of plain SGD (p -= lr * g, lr 0.01) with cross-entropy on random inputs in
 //! [0, 1] and random labels, after W warm-up steps, and prints one JSON line:
 //! `{"impl":"salient","model":"...","batch":128,"steps":N,"img_per_s":...}`.
-//! `--input-grad` also reads d loss / d x every step (as the saliency and adversarial regimes
-//! do); `--portable` forces the gather-based spatial ops that CUDA uses; `--phases` adds the
+//! `--input-grad` also computes and reads d loss / d x every step (as the saliency and
+//! adversarial regimes do; without it the network is told `set_input_grad(false)`); `--portable` forces the gather-based spatial ops that CUDA uses; `--phases` adds the
 //! mean forward / backward / update milliseconds per step to the JSON.
 
 use dfdx::prelude::*;
@@ -163,6 +163,9 @@ fn main() {
     }
     let mut net = Network::new(&def, &[0.1307], &[0.3081], 0, &dev).expect("network builds");
     net.set_portable(args.portable);
+    // Like PyTorch with an input that does not require grad: without --input-grad the network
+    // skips d loss / d x (the first convolution's dX).
+    net.set_input_grad(args.input_grad);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let n = args.batch * 784;
     let x = dev.tensor_from_vec(

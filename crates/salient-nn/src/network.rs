@@ -32,6 +32,7 @@ pub struct Network<D: Device<f32>> {
     normalize: Option<Normalize<D>>,
     dropout_rng: ChaCha8Rng,
     portable: bool,
+    input_grad: bool,
     dev: D,
 }
 
@@ -103,6 +104,7 @@ impl<D: Device<f32>> Network<D> {
             normalize,
             dropout_rng,
             portable: false,
+            input_grad: true,
             dev: dev.clone(),
         })
     }
@@ -195,12 +197,21 @@ impl<D: Device<f32>> Network<D> {
             self.def.input,
             shape.1
         );
-        let mut y = match &self.normalize {
+        let normalize = |x: Batch<D, T>| match &self.normalize {
             Some(n) => {
                 x * n.scale.clone().broadcast_like::<_, Axis<0>>(&shape)
                     + n.shift.clone().broadcast_like::<_, Axis<0>>(&shape)
             }
             None => x,
+        };
+        let mut y = if self.input_grad {
+            normalize(x)
+        } else {
+            // The normalisation runs off the tape, so x gets no gradient entry and no backward
+            // work is spent on it; the tape continues from the normalised input.
+            let (x, tape) = x.split_tape();
+            let (y, _) = normalize(x.put_tape(T::default())).split_tape();
+            y.put_tape(tape)
         };
         let mut tapped: Vec<Option<Batch<D, NoneTape>>> = vec![None; taps.len()];
         let mut ctx = Ctx {
@@ -208,16 +219,30 @@ impl<D: Device<f32>> Network<D> {
             mode,
             rng: &mut self.dropout_rng,
             portable: self.portable,
+            input_grad: self.input_grad,
         };
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            y = layer.forward(y, &mut ctx);
-            if taps.contains(&i) {
-                let (plain, tape) = y.split_tape();
-                for (slot, _) in tapped.iter_mut().zip(taps).filter(|(_, &t)| t == i) {
-                    *slot = Some(plain.clone());
+        let mut i = 0;
+        while i < self.layers.len() {
+            // A conv + relu pair runs as one op unless the conv's own output is tapped.
+            let (head, rest) = self.layers.split_at_mut(i + 1);
+            let next = if taps.contains(&i) {
+                None
+            } else {
+                rest.first()
+            };
+            let (out, fused) = head[i].forward_fused(y, next, &mut ctx);
+            y = out;
+            let last = i + fused as usize;
+            for j in i..=last {
+                if taps.contains(&j) {
+                    let (plain, tape) = y.split_tape();
+                    for (slot, _) in tapped.iter_mut().zip(taps).filter(|(_, &t)| t == j) {
+                        *slot = Some(plain.clone());
+                    }
+                    y = plain.put_tape(tape);
                 }
-                y = plain.put_tape(tape);
             }
+            i = last + 1;
         }
         (
             y,
@@ -279,6 +304,22 @@ impl<D: Device<f32>> Network<D> {
     pub fn reseed_dropout(&mut self, seed: u64) {
         self.dropout_rng = ChaCha8Rng::seed_from_u64(seed);
         self.dropout_rng.set_stream(DROPOUT_STREAM);
+    }
+
+    /// Whether the forward pass must make d loss / d x available (default true). With
+    /// `false`, for plain training where only parameter gradients are read, the input's tape
+    /// is moved past the normalisation and the layers before the first one with parameters
+    /// skip their input gradient (on the CPU the first convolution skips its dX GEMM and
+    /// col2im). The input then has no entry in the gradients: `grads.get(&x)` panics in dfdx
+    /// (keep the default whenever the input gradient is read: attacks, saliency,
+    /// input-gradient penalties). Parameter gradients are identical either way.
+    pub fn set_input_grad(&mut self, input_grad: bool) {
+        self.input_grad = input_grad;
+    }
+
+    /// Whether the input gradient is computed (see [`Network::set_input_grad`]).
+    pub fn input_grad(&self) -> bool {
+        self.input_grad
     }
 
     /// Force the portable spatial ops (gather-based im2col and pooling, what CUDA runs) even on

@@ -5,12 +5,13 @@
 //! (k, k, c_in, c_out) so that, flattened, it is the (k*k*c_in, c_out) matrix the im2col rows
 //! multiply; `to_torch = [3, 2, 0, 1]` gives PyTorch's (c_out, c_in, k, k).
 //!
-//! On the CPU the im2col matrix gets a trailing ones column and the bias is appended to the
-//! weight as its last row, so one GEMM computes W x + b (and its backward gives db for free).
-//! Elsewhere the im2col comes from `gather` and the bias is a broadcast add.
+//! On the CPU, [`super::conv_cpu`] runs forward and backward as one fused op (per-image im2col
+//! in cache + GEMM, the im2col recomputed in the backward pass, dX skipped when
+//! `Ctx::input_grad` is false). Elsewhere the im2col comes from `gather`, the product is a
+//! dfdx matmul and the bias a broadcast add.
 
-use super::kernels::{col2im, im2col, Window};
-use super::{cpu_op, gather, init, Batch, Ctx};
+use super::kernels::Window;
+use super::{conv_cpu, gather, init, Batch, Ctx};
 use crate::Param;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -106,43 +107,42 @@ impl<D: Device<f32>> Conv<D> {
 
     /// (B, h*w*c) -> (B, ho*wo*out).
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
+        self.forward_act(x, ctx, false)
+    }
+
+    /// [`Conv::forward`], followed by relu when `relu` is set (fused into the CPU op).
+    pub fn forward_act<T: Tape<f32, D>>(
+        &mut self,
+        x: Batch<D, T>,
+        ctx: &mut Ctx<D>,
+        relu: bool,
+    ) -> Batch<D, T> {
         let batch = x.shape().0;
         let g = self.window(batch);
         let (rows, patch) = (batch * g.ho() * g.wo(), g.patch());
+        if ctx.fast_cpu() {
+            let w = &ctx.params[self.weight].value;
+            let b = self.bias.map(|b| &ctx.params[b].value);
+            return conv_cpu::conv(x, w, b, g, self.out, ctx.input_grad, relu);
+        }
         let w = ctx.params[self.weight]
             .value
             .retaped::<T>()
             .reshape_like(&(patch, self.out));
-        let y = if ctx.fast_cpu() {
-            let ones = self.bias.is_some();
-            let cols = cpu_op::cpu_op(
-                x,
-                (rows, patch + ones as usize),
-                |x, cols| im2col(x, &g, ones, cols),
-                move |_, gcols, gx| col2im(gcols, &g, ones, gx),
-            );
-            let wb = match self.bias {
-                Some(b) => {
-                    let b = ctx.params[b]
-                        .value
-                        .retaped::<T>()
-                        .reshape_like(&(1, self.out));
-                    (w, b).concat_along(Axis::<0>)
-                }
-                None => w,
-            };
-            cols.matmul(wb)
-        } else {
-            let idx = self.index.get(&g, x.device());
-            let y = gather::im2col(x, &g, idx).matmul(w);
-            match self.bias {
-                Some(b) => {
-                    let b = ctx.params[b].value.retaped::<T>();
-                    y + b.broadcast_like::<_, Axis<0>>(&(rows, self.out))
-                }
-                None => y,
+        let idx = self.index.get(&g, x.device());
+        let y = gather::im2col(x, &g, idx).matmul(w);
+        let y = match self.bias {
+            Some(b) => {
+                let b = ctx.params[b].value.retaped::<T>();
+                y + b.broadcast_like::<_, Axis<0>>(&(rows, self.out))
             }
+            None => y,
         };
-        y.reshape_like(&(batch, g.ho() * g.wo() * self.out))
+        let y = y.reshape_like(&(batch, g.ho() * g.wo() * self.out));
+        if relu {
+            y.relu()
+        } else {
+            y
+        }
     }
 }

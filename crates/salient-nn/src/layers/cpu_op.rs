@@ -19,7 +19,7 @@ pub fn is_cpu<D: 'static>() -> bool {
 }
 
 /// The host vector behind a gradient buffer of device `D`, which must be [`Cpu`].
-fn host_vec<D: Storage<f32>>(v: &mut D::Vec) -> &mut Vec<f32> {
+pub(crate) fn host_vec<D: Storage<f32>>(v: &mut D::Vec) -> &mut Vec<f32> {
     let any: &mut dyn Any = v;
     any.downcast_mut::<<Cpu as Storage<f32>>::Vec>()
         .expect("cpu_op used on a device other than Cpu")
@@ -34,7 +34,7 @@ thread_local! {
 /// allocation cache enabled (`dev.enable_cache()`) the large im2col buffers are recycled between
 /// steps instead of being mapped and page-faulted anew. The emptied `D::Vec` shell is forgotten
 /// (it owns no memory; dropping it would insert a zero-length entry into the cache).
-fn host_alloc<D: Device<f32>>(dev: &D, len: usize) -> Vec<f32> {
+pub(crate) fn host_alloc<D: Device<f32>>(dev: &D, len: usize) -> Vec<f32> {
     match <D as Storage<f32>>::try_alloc_len(dev, len) {
         Ok(mut shell) => {
             let v = std::mem::take(host_vec::<D>(&mut shell));

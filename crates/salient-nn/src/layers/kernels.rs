@@ -1,4 +1,5 @@
-//! Plain-slice CPU kernels for the spatial layers: im2col / col2im, max and average pooling.
+//! Plain-slice CPU kernels for the spatial layers: per-image im2col / col2im (used by
+//! [`super::conv_cpu`]), max and average pooling.
 //!
 //! Every activation is channels-last, `(B, H, W, C)` row-major. These functions know nothing of
 //! dfdx; [`super::cpu_op`] wraps them as differentiable tensor ops. They run one image per rayon
@@ -40,78 +41,70 @@ impl Window {
     }
 }
 
-/// im2col: `cols[(n, oy, ox), (ky, kx, ci)] = x[n, oy*s+ky-pad, ox*s+kx-pad, ci]`, zero outside
-/// the image. When `ones` is set every row gets one extra trailing 1.0, so that a bias can be
-/// folded into the weight matrix as its last row (the matmul then adds it for free).
-pub fn im2col(x: &[f32], g: &Window, ones: bool, cols: &mut [f32]) {
+/// im2col of one image `img` (h*w*c values): `out[(oy, ox), (ky, kx, ci)] =
+/// img[oy*s+ky-pad, ox*s+kx-pad, ci]`, zero outside the image, (ho*wo) rows of `patch + ones`;
+/// with `ones` every row ends with an extra 1.0. Every element of `out` is written.
+pub fn im2col_image(img: &[f32], g: &Window, ones: bool, out: &mut [f32]) {
     let (ho, wo, patch) = (g.ho(), g.wo(), g.patch());
     let row = patch + ones as usize;
-    debug_assert_eq!(x.len(), g.batch * g.in_image());
-    debug_assert_eq!(cols.len(), g.batch * ho * wo * row);
-    cols.par_chunks_mut(ho * wo * row)
-        .zip(x.par_chunks(g.in_image()))
-        .for_each(|(out, img)| {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let r = &mut out[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
-                    // Valid kx range for this ox: 0 <= ox*s + kx - pad < w.
-                    let x0 = (ox * g.stride) as isize - g.pad as isize;
-                    let kx_lo = (-x0).max(0) as usize;
-                    let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
-                    for ky in 0..g.k {
-                        let seg = &mut r[ky * g.k * g.c..(ky + 1) * g.k * g.c];
-                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                        if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
-                            seg.fill(0.0);
-                            continue;
-                        }
-                        seg[..kx_lo * g.c].fill(0.0);
-                        seg[kx_hi * g.c..].fill(0.0);
-                        let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
-                        let n = (kx_hi - kx_lo) * g.c;
-                        seg[kx_lo * g.c..kx_hi * g.c].copy_from_slice(&img[src..src + n]);
-                    }
-                    if ones {
-                        r[patch] = 1.0;
-                    }
+    let kc = g.k * g.c;
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let r = &mut out[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
+            // Valid kx range for this ox: 0 <= ox*s + kx - pad < w.
+            let x0 = (ox * g.stride) as isize - g.pad as isize;
+            let kx_lo = (-x0).max(0) as usize;
+            let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
+            for ky in 0..g.k {
+                let seg = &mut r[ky * kc..(ky + 1) * kc];
+                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy >= g.h as isize || kx_lo >= kx_hi {
+                    seg.fill(0.0);
+                    continue;
                 }
+                seg[..kx_lo * g.c].fill(0.0);
+                seg[kx_hi * g.c..].fill(0.0);
+                let src = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
+                let n = (kx_hi - kx_lo) * g.c;
+                seg[kx_lo * g.c..kx_hi * g.c].copy_from_slice(&img[src..src + n]);
             }
-        });
+            if ones {
+                r[patch] = 1.0;
+            }
+        }
+    }
 }
 
-/// col2im, the adjoint of [`im2col`]: `gx[n, iy, ix, ci] += gcols[(n, oy, ox), (ky, kx, ci)]`
-/// over every window position that read that pixel (padding and the ones column are dropped).
-pub fn col2im(gcols: &[f32], g: &Window, ones: bool, gx: &mut [f32]) {
+/// col2im of one image, the adjoint of [`im2col_image`]: `img[iy, ix, ci] += gc[(oy, ox),
+/// (ky, kx, ci)]` over every window position that read that pixel (padding and the ones column
+/// are dropped).
+pub fn col2im_image(gc: &[f32], g: &Window, ones: bool, img: &mut [f32]) {
     let (ho, wo, patch) = (g.ho(), g.wo(), g.patch());
     let row = patch + ones as usize;
-    gx.par_chunks_mut(g.in_image())
-        .zip(gcols.par_chunks(ho * wo * row))
-        .for_each(|(img, gc)| {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let r = &gc[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
-                    let x0 = (ox * g.stride) as isize - g.pad as isize;
-                    let kx_lo = (-x0).max(0) as usize;
-                    let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
-                    if kx_lo >= kx_hi {
-                        continue;
-                    }
-                    for ky in 0..g.k {
-                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        let dst = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
-                        let n = (kx_hi - kx_lo) * g.c;
-                        let src =
-                            &r[ky * g.k * g.c + kx_lo * g.c..ky * g.k * g.c + kx_lo * g.c + n];
-                        for (d, s) in img[dst..dst + n].iter_mut().zip(src) {
-                            *d += *s;
-                        }
-                    }
+    let kc = g.k * g.c;
+    for oy in 0..ho {
+        for ox in 0..wo {
+            let r = &gc[(oy * wo + ox) * row..(oy * wo + ox + 1) * row];
+            let x0 = (ox * g.stride) as isize - g.pad as isize;
+            let kx_lo = (-x0).max(0) as usize;
+            let kx_hi = ((g.w as isize - x0).min(g.k as isize)).max(0) as usize;
+            if kx_lo >= kx_hi {
+                continue;
+            }
+            for ky in 0..g.k {
+                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let dst = (iy as usize * g.w + (x0 + kx_lo as isize) as usize) * g.c;
+                let n = (kx_hi - kx_lo) * g.c;
+                let src = &r[ky * kc + kx_lo * g.c..ky * kc + kx_lo * g.c + n];
+                for (d, s) in img[dst..dst + n].iter_mut().zip(src) {
+                    *d += *s;
                 }
             }
-        });
+        }
+    }
 }
 
 /// Max pooling (no padding): `y[n, oy, ox, c] = max_{ky,kx} x[n, oy*s+ky, ox*s+kx, c]`.
@@ -139,13 +132,16 @@ pub fn maxpool(x: &[f32], g: &Window, y: &mut [f32], arg: &mut [u32]) {
                                 continue;
                             }
                             let base = ((oy * g.stride + ky) * g.w + ox * g.stride + kx) * c;
-                            for ci in 0..c {
-                                let v = img[base + ci];
-                                let best = &mut yo[o + ci];
-                                if v > *best || (v.is_nan() && !best.is_nan()) {
-                                    *best = v;
-                                    ao[o + ci] = (base + ci) as u32;
-                                }
+                            // Branch-free select over the channels (vectorises).
+                            for (ci, ((best, a), &v)) in yo[o..o + c]
+                                .iter_mut()
+                                .zip(ao[o..o + c].iter_mut())
+                                .zip(&img[base..base + c])
+                                .enumerate()
+                            {
+                                let take = v > *best || (v.is_nan() && !best.is_nan());
+                                *best = if take { v } else { *best };
+                                *a = if take { (base + ci) as u32 } else { *a };
                             }
                         }
                     }

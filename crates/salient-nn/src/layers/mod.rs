@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_cpu;
 pub mod cpu_op;
 pub mod dense;
 pub mod dropout;
@@ -39,12 +40,18 @@ pub type Batch<D, T> = Tensor<(usize, usize), f32, D, T>;
 
 /// What a forward pass needs besides the input: the parameters (batchnorm updates its running
 /// statistics in them), the mode, the dropout generator, and whether to force the portable
-/// (gather-based) spatial ops even on the CPU.
+/// (gather-based) spatial ops even on the CPU, and whether the current layer's input needs a
+/// gradient.
 pub struct Ctx<'a, D: Device<f32>> {
     pub params: &'a mut [Param<D>],
     pub mode: Mode,
     pub rng: &'a mut ChaCha8Rng,
     pub portable: bool,
+    /// Whether d loss / d (this layer's input) is needed. False only before the first layer
+    /// with parameters when the caller disabled the input gradient
+    /// ([`crate::Network::set_input_grad`]); [`Layer::forward`] sets it to true after any layer
+    /// with parameters. Layers may then skip that gradient (the CPU convolution skips dX).
+    pub input_grad: bool,
 }
 
 impl<D: Device<f32>> Ctx<'_, D> {
@@ -301,6 +308,46 @@ impl<D: Device<f32>> Layer<D> {
     }
 
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
+        let y = self.forward_inner(x, ctx);
+        if self.has_params() {
+            ctx.input_grad = true;
+        }
+        y
+    }
+
+    /// Runs this layer and, when `next` is a relu that [`Layer::fuses_relu`] allows, that relu
+    /// too (one fused op on the CPU). Returns the output and whether `next` was consumed.
+    pub fn forward_fused<T: Tape<f32, D>>(
+        &mut self,
+        x: Batch<D, T>,
+        next: Option<&Layer<D>>,
+        ctx: &mut Ctx<D>,
+    ) -> (Batch<D, T>, bool) {
+        match self {
+            Layer::Conv(c) if Self::fuses_relu(next) && ctx.fast_cpu() => {
+                let y = c.forward_act(x, ctx, true);
+                ctx.input_grad = true;
+                (y, true)
+            }
+            _ => (self.forward(x, ctx), false),
+        }
+    }
+
+    /// Whether `next` is a plain relu (fusable into a preceding convolution).
+    fn fuses_relu(next: Option<&Layer<D>>) -> bool {
+        matches!(next, Some(Layer::Activation(Activation::Relu)))
+    }
+
+    /// Whether this layer holds parameters (after it, activations depend on them).
+    fn has_params(&self) -> bool {
+        match self {
+            Layer::Conv(_) | Layer::Dense(_) | Layer::BatchNorm(_) => true,
+            Layer::Residual(r) => r.shortcut.is_some() || r.body.iter().any(|l| l.has_params()),
+            Layer::Pool(_) | Layer::Activation(_) | Layer::Flatten(_) | Layer::Dropout(_) => false,
+        }
+    }
+
+    fn forward_inner<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
         match self {
             Layer::Conv(c) => c.forward(x, ctx),
             Layer::Pool(p) => p.forward(x, ctx),

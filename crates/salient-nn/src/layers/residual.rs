@@ -15,14 +15,19 @@ pub struct Residual<D: Device<f32>> {
 
 impl<D: Device<f32>> Residual<D> {
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
+        let input_grad = ctx.input_grad;
         let mut y = x.with_empty_tape();
         for layer in &mut self.body {
             y = layer.forward(y, ctx);
         }
+        // The shortcut reads the block's input, whose gradient need is the block's own.
+        let body_grad = ctx.input_grad;
+        ctx.input_grad = input_grad;
         let s = match &mut self.shortcut {
             Some(conv) => conv.forward(x, ctx),
             None => x,
         };
+        ctx.input_grad = body_grad;
         y + s
     }
 }

@@ -1,0 +1,547 @@
+//! Fused CPU convolution: per-image im2col + GEMM, forward and backward, as one tape op.
+//!
+//! Forward, per image n (its im2col matrix `C_n`, (ho*wo) x (k*k*c_in), built in a small
+//! thread-local buffer that stays in cache):
+//!
+//!   Y_n = C_n W + 1 b^T                      (W: (k*k*c_in) x c_out, b: c_out)
+//!
+//! Backward, with G_n = dL/dY_n:
+//!
+//!   dW = sum_n C_n^T G_n,   db = sum_n 1^T G_n,   dX_n = col2im(G_n W^T)
+//!
+//! `C_n` is recomputed in the backward pass instead of being stored, so no batch-sized im2col
+//! matrix (or its gradient) is ever allocated, zero-filled or streamed through memory; the
+//! GEMMs (the `gemm` crate, which dfdx's CPU matmul also uses) run one image at a time with no
+//! inner parallelism, and rayon parallelises over images. dX is skipped when the caller says
+//! the input needs no gradient (the network's first layer in plain training).
+//!
+//! The weight-gradient sums are deterministic: the batch is cut into a fixed number of groups
+//! (depending only on the batch size), each group sums its images in order, and the group
+//! partials are added in order, so results are bit-identical for any thread count.
+
+use super::cpu_op::{host_alloc, host_vec};
+use super::kernels::{col2im_image, im2col_image, Window};
+use super::Batch;
+use dfdx::prelude::*;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Number of groups the batch is cut into for the deterministic weight-gradient reduction.
+const GROUPS: usize = 16;
+
+thread_local! {
+    /// Per-thread im2col buffer of one image (and, in the backward pass, its gradient).
+    static COLS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Host copy of the op's input (main thread).
+    static INPUT: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// True when im2col is the identity (1x1 kernel, stride 1, no padding): the image itself is
+/// its im2col matrix.
+fn identity(g: &Window) -> bool {
+    g.k == 1 && g.stride == 1 && g.pad == 0
+}
+
+/// `dst (m x n, row stride ldd) = [dst +] A B` with A, B given by (row stride, column stride).
+/// Single-threaded (the callers parallelise over images).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+) {
+    debug_assert!(dst.len() >= m * n);
+    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
+    debug_assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
+    // SAFETY: the asserts above bound every index the GEMM touches; dst is exclusively borrowed.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Runs `f` with this thread's two scratch buffers resized to `a` and `b` floats.
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    COLS.with(|c| {
+        let mut c = c.borrow_mut();
+        let (ca, cb) = &mut *c;
+        if ca.len() < a {
+            ca.resize(a, 0.0);
+        }
+        if cb.len() < b {
+            cb.resize(b, 0.0);
+        }
+        f(&mut ca[..a], &mut cb[..b])
+    })
+}
+
+/// Forward: `y[n] = im2col(x[n]) w + b` for every image; `w` is (k*k*c_in, out) row-major,
+/// `y` is (B, ho*wo*out) channels-last and fully overwritten.
+pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Window, out: usize, y: &mut [f32]) {
+    forward_relu(x, w, b, g, out, y, None);
+}
+
+/// [`forward`], then, when `mask` is given (one byte per output), relu in place:
+/// `y = max(y, 0)` (0 for NaN, like dfdx) and `mask = (y > 0)`, dfdx's relu derivative.
+pub fn forward_relu(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &Window,
+    out: usize,
+    y: &mut [f32],
+    mask: Option<&mut [u8]>,
+) {
+    let (hw, patch) = (g.ho() * g.wo(), g.patch());
+    debug_assert_eq!(x.len(), g.batch * g.in_image());
+    debug_assert_eq!(w.len(), patch * out);
+    debug_assert_eq!(y.len(), g.batch * hw * out);
+    let masks: Vec<Option<&mut [u8]>> = match mask {
+        Some(m) => m.chunks_mut(hw * out).map(Some).collect(),
+        None => (0..g.batch).map(|_| None).collect(),
+    };
+    y.par_chunks_mut(hw * out)
+        .zip(x.par_chunks(g.in_image()))
+        .zip(masks)
+        .for_each(|((yn, xn), mn)| {
+            if let Some(b) = b {
+                for row in yn.chunks_exact_mut(out) {
+                    row.copy_from_slice(b);
+                }
+            }
+            let acc = b.is_some();
+            if identity(g) {
+                gemm((hw, out, patch), yn, acc, xn, (patch, 1), w, (out, 1));
+            } else {
+                with_scratch(hw * patch, 0, |cols, _| {
+                    im2col_image(xn, g, false, cols);
+                    gemm((hw, out, patch), yn, acc, cols, (patch, 1), w, (out, 1));
+                });
+            }
+            if let Some(mn) = mn {
+                for (v, m) in yn.iter_mut().zip(mn.iter_mut()) {
+                    let pos = *v > 0.0;
+                    *v = if pos { *v } else { 0.0 };
+                    *m = pos as u8;
+                }
+            }
+        });
+}
+
+/// Backward: accumulates `gw += sum_n C_n^T gy_n`, `gb += sum_n 1^T gy_n` and, when `gx` is
+/// given, `gx_n += col2im(gy_n w^T)`. Deterministic for any number of threads (see the module
+/// doc).
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    g: &Window,
+    out: usize,
+    gy: &[f32],
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
+) {
+    backward_relu(x, w, g, out, gy, None, gw, gb, gx);
+}
+
+/// [`backward`] of [`forward_relu`]: with `mask`, the output gradient is first multiplied by
+/// the relu derivative `mask` (per image, in cache).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_relu(
+    x: &[f32],
+    w: &[f32],
+    g: &Window,
+    out: usize,
+    gy: &[f32],
+    mask: Option<&[u8]>,
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
+) {
+    let (hw, patch, img) = (g.ho() * g.wo(), g.patch(), g.in_image());
+    debug_assert_eq!(gy.len(), g.batch * hw * out);
+    debug_assert_eq!(gw.len(), patch * out);
+    if g.batch == 0 {
+        return;
+    }
+    let per = g.batch.div_ceil(GROUPS.min(g.batch));
+    let groups = g.batch.div_ceil(per);
+    let gx_parts: Vec<Option<&mut [f32]>> = match gx {
+        Some(gx) => gx.chunks_mut(per * img).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
+    };
+    let with_bias = gb.is_some();
+    let partials: Vec<Vec<f32>> = gx_parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(gi, mut gxg)| {
+            // This group's dW (patch x out) followed by its db (out).
+            let mut acc = vec![0.0f32; patch * out + out];
+            let (aw, ab) = acc.split_at_mut(patch * out);
+            let mut masked = vec![0.0f32; if mask.is_some() { hw * out } else { 0 }];
+            let first = gi * per;
+            let last = (first + per).min(g.batch);
+            for n in first..last {
+                let xn = &x[n * img..(n + 1) * img];
+                let mut gyn = &gy[n * hw * out..(n + 1) * hw * out];
+                if let Some(mask) = mask {
+                    let mn = &mask[n * hw * out..(n + 1) * hw * out];
+                    for ((d, &v), &m) in masked.iter_mut().zip(gyn).zip(mn) {
+                        *d = if m != 0 { v } else { 0.0 };
+                    }
+                    gyn = &masked;
+                }
+                if with_bias {
+                    for row in gyn.chunks_exact(out) {
+                        for (a, v) in ab.iter_mut().zip(row) {
+                            *a += *v;
+                        }
+                    }
+                }
+                let gxn = gxg
+                    .as_deref_mut()
+                    .map(|p| &mut p[(n - first) * img..(n - first + 1) * img]);
+                if identity(g) {
+                    // C_n = X_n: dW += X_n^T G_n, dX_n += G_n W^T.
+                    gemm((patch, out, hw), aw, true, xn, (1, patch), gyn, (out, 1));
+                    if let Some(gxn) = gxn {
+                        gemm((hw, patch, out), gxn, true, gyn, (out, 1), w, (1, out));
+                    }
+                    continue;
+                }
+                let dcols_len = if gxn.is_some() { hw * patch } else { 0 };
+                with_scratch(hw * patch, dcols_len, |cols, dcols| {
+                    im2col_image(xn, g, false, cols);
+                    gemm((patch, out, hw), aw, true, cols, (1, patch), gyn, (out, 1));
+                    if let Some(gxn) = gxn {
+                        gemm((hw, patch, out), dcols, false, gyn, (out, 1), w, (1, out));
+                        col2im_image(dcols, g, false, gxn);
+                    }
+                });
+            }
+            acc
+        })
+        .collect();
+    let mut gb = gb;
+    for p in &partials {
+        let (pw, pb) = p.split_at(patch * out);
+        for (a, v) in gw.iter_mut().zip(pw) {
+            *a += *v;
+        }
+        if let Some(gb) = gb.as_deref_mut() {
+            for (a, v) in gb.iter_mut().zip(pb) {
+                *a += *v;
+            }
+        }
+    }
+}
+
+/// The convolution as one differentiable op on the CPU: `x` (B, h*w*c_in) -> (B, ho*wo*out),
+/// followed by relu when `relu` is set. `w` and `b` are the flat parameter tensors (their
+/// gradients land on their ids); `input_grad` false skips dX (x then gets no gradient entry
+/// from this op). Only call when `D` is `Cpu`.
+pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
+    x: Batch<D, T>,
+    w: &Tensor<(usize,), f32, D>,
+    b: Option<&Tensor<(usize,), f32, D>>,
+    g: Window,
+    out: usize,
+    input_grad: bool,
+    relu: bool,
+) -> Batch<D, T> {
+    debug_assert!(super::cpu_op::is_cpu::<D>());
+    let (x, mut tape) = x.contiguous().split_tape();
+    let dev = x.device().clone();
+    let shape = (g.batch, g.ho() * g.wo() * out);
+    let wh = w.as_vec();
+    let bh = b.map(|b| b.as_vec());
+    let mut y = host_alloc::<D>(&dev, shape.0 * shape.1);
+    let mut mask = if relu {
+        vec![0u8; shape.0 * shape.1]
+    } else {
+        Vec::new()
+    };
+    INPUT.with(|buf| {
+        let mut xh = buf.borrow_mut();
+        xh.resize(x.shape().num_elements(), 0.0);
+        x.copy_into(&mut xh);
+        let m = relu.then_some(&mut mask[..]);
+        forward_relu(&xh, &wh, bh.as_deref(), &g, out, &mut y, m);
+    });
+    let y = dev.tensor_from_vec(y, shape);
+    if T::OWNS_TAPE {
+        let (x_ghost, w_ghost, y_ghost) = (x.ghost(), w.ghost(), y.ghost());
+        let b_ghost = b.map(|b| b.ghost());
+        tape.add_backward_op(move |grads| {
+            let gy = std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(&y_ghost)?));
+            let mut gw = std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(&w_ghost)?));
+            let mut gb = match &b_ghost {
+                Some(bg) => Some(std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(bg)?))),
+                None => None,
+            };
+            let mut gx = if input_grad {
+                Some(std::mem::take(host_vec::<D>(
+                    grads.get_or_alloc_mut(&x_ghost)?,
+                )))
+            } else {
+                None
+            };
+            INPUT.with(|buf| {
+                let mut xh = buf.borrow_mut();
+                xh.resize(x.shape().num_elements(), 0.0);
+                x.copy_into(&mut xh);
+                backward_relu(
+                    &xh,
+                    &wh,
+                    &g,
+                    out,
+                    &gy,
+                    relu.then_some(&mask[..]),
+                    &mut gw,
+                    gb.as_deref_mut(),
+                    gx.as_deref_mut(),
+                );
+            });
+            *host_vec::<D>(grads.get_or_alloc_mut(&y_ghost)?) = gy;
+            *host_vec::<D>(grads.get_or_alloc_mut(&w_ghost)?) = gw;
+            if let (Some(bg), Some(gb)) = (&b_ghost, gb) {
+                *host_vec::<D>(grads.get_or_alloc_mut(bg)?) = gb;
+            }
+            if let Some(gx) = gx {
+                *host_vec::<D>(grads.get_or_alloc_mut(&x_ghost)?) = gx;
+            }
+            Ok(())
+        });
+    }
+    y.put_tape(tape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn uniform(seed: u64, n: usize) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
+    }
+
+    /// The input pixel read by output (n, oy, ox) at window offset (ky, kx), if inside.
+    fn pixel(g: &Window, n: usize, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+        let inside = iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w;
+        inside.then(|| n * g.in_image() + (iy as usize * g.w + ix as usize) * g.c)
+    }
+
+    /// Naive loops in f64: (y, dW, db, dX) for output gradient gy.
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        g: &Window,
+        out: usize,
+        gy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (ho, wo) = (g.ho(), g.wo());
+        let mut y = vec![0.0; g.batch * ho * wo * out];
+        let mut gw = vec![0.0; w.len()];
+        let mut gb = vec![0.0; out];
+        let mut gx = vec![0.0; x.len()];
+        for n in 0..g.batch {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for co in 0..out {
+                        let o = ((n * ho + oy) * wo + ox) * out + co;
+                        let mut acc = b[co] as f64;
+                        gb[co] += gy[o] as f64;
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let Some(p) = pixel(g, n, oy, ox, ky, kx) else {
+                                    continue;
+                                };
+                                for ci in 0..g.c {
+                                    let wi = ((ky * g.k + kx) * g.c + ci) * out + co;
+                                    acc += x[p + ci] as f64 * w[wi] as f64;
+                                    gw[wi] += x[p + ci] as f64 * gy[o] as f64;
+                                    gx[p + ci] += w[wi] as f64 * gy[o] as f64;
+                                }
+                            }
+                        }
+                        y[o] = acc;
+                    }
+                }
+            }
+        }
+        (y, gw, gb, gx)
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            let tol = 1e-4 * (1.0 + b.abs());
+            assert!((*a as f64 - b).abs() <= tol, "{what}[{i}]: {a} vs {b}");
+        }
+    }
+
+    /// (c, h, w, out, k, stride, pad, batch).
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// Padding, stride with leftovers, the 1x1 identity path, a batch not divisible into the
+    /// 16 reduction groups, c_in = 1.
+    const CASES: [Case; 6] = [
+        (3, 7, 6, 4, 3, 2, 1, 2),
+        (1, 8, 8, 5, 5, 1, 2, 3),
+        (4, 5, 5, 3, 1, 1, 0, 2),
+        (2, 6, 5, 3, 1, 2, 0, 2),
+        (2, 5, 5, 2, 3, 1, 0, 37),
+        (3, 4, 4, 2, 4, 1, 0, 1),
+    ];
+
+    #[test]
+    fn forward_and_backward_match_naive_loops() {
+        for (ci, &(c, h, w, out, k, stride, pad, batch)) in CASES.iter().enumerate() {
+            let g = Window {
+                batch,
+                h,
+                w,
+                c,
+                k,
+                stride,
+                pad,
+            };
+            let s = ci as u64 * 10;
+            let x = uniform(s, batch * g.in_image());
+            let wt = uniform(s + 1, g.patch() * out);
+            let b = uniform(s + 2, out);
+            let gy = uniform(s + 3, batch * g.ho() * g.wo() * out);
+            let (y_ref, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gy);
+            let mut y = vec![f32::NAN; y_ref.len()];
+            forward(&x, &wt, Some(&b), &g, out, &mut y);
+            assert_close(&y, &y_ref, &format!("case {ci} y"));
+            // Gradients accumulate: start from 1 and subtract it again.
+            let (mut gw, mut gb, mut gx) =
+                (vec![1.0; wt.len()], vec![1.0; out], vec![1.0; x.len()]);
+            backward(&x, &wt, &g, out, &gy, &mut gw, Some(&mut gb), Some(&mut gx));
+            let minus1 = |v: Vec<f32>| v.into_iter().map(|a| a - 1.0).collect::<Vec<_>>();
+            assert_close(&minus1(gw), &gw_ref, &format!("case {ci} dW"));
+            assert_close(&minus1(gb), &gb_ref, &format!("case {ci} db"));
+            assert_close(&minus1(gx), &gx_ref, &format!("case {ci} dX"));
+            // Without bias and without dX: the same dW, the output without b.
+            let mut y0 = vec![f32::NAN; y_ref.len()];
+            forward(&x, &wt, None, &g, out, &mut y0);
+            let y0_ref: Vec<f64> = y_ref
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v - b[i % out] as f64)
+                .collect();
+            assert_close(&y0, &y0_ref, &format!("case {ci} y without bias"));
+            let mut gw2 = vec![0.0; wt.len()];
+            backward(&x, &wt, &g, out, &gy, &mut gw2, None, None);
+            assert_close(&gw2, &gw_ref, &format!("case {ci} dW without dX"));
+        }
+    }
+
+    #[test]
+    fn fused_relu_matches_relu_of_the_reference() {
+        for (ci, &(c, h, w, out, k, stride, pad, batch)) in CASES.iter().enumerate() {
+            let g = Window {
+                batch,
+                h,
+                w,
+                c,
+                k,
+                stride,
+                pad,
+            };
+            let s = ci as u64 * 10 + 5;
+            let x = uniform(s, batch * g.in_image());
+            let wt = uniform(s + 1, g.patch() * out);
+            let b = uniform(s + 2, out);
+            let gy = uniform(s + 3, batch * g.ho() * g.wo() * out);
+            let (z, _, _, _) = reference(&x, &wt, &b, &g, out, &gy);
+            // relu(z) and, for the backward, gy masked by z > 0 (dfdx's derivative, 0 at 0).
+            let y_ref: Vec<f64> = z.iter().map(|v| v.max(0.0)).collect();
+            let gy_masked: Vec<f32> = gy
+                .iter()
+                .zip(&z)
+                .map(|(g, z)| if *z > 0.0 { *g } else { 0.0 })
+                .collect();
+            let (_, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gy_masked);
+            let (mut y, mut mask) = (vec![f32::NAN; z.len()], vec![7u8; z.len()]);
+            forward_relu(&x, &wt, Some(&b), &g, out, &mut y, Some(&mut mask));
+            assert_close(&y, &y_ref, &format!("case {ci} relu(y)"));
+            assert!(mask.iter().all(|m| *m <= 1), "mask is 0/1");
+            let (mut gw, mut gb, mut gx) =
+                (vec![0.0; wt.len()], vec![0.0; out], vec![0.0; x.len()]);
+            backward_relu(
+                &x,
+                &wt,
+                &g,
+                out,
+                &gy,
+                Some(&mask),
+                &mut gw,
+                Some(&mut gb),
+                Some(&mut gx),
+            );
+            assert_close(&gw, &gw_ref, &format!("case {ci} relu dW"));
+            assert_close(&gb, &gb_ref, &format!("case {ci} relu db"));
+            assert_close(&gx, &gx_ref, &format!("case {ci} relu dX"));
+        }
+    }
+
+    #[test]
+    fn weight_gradient_is_bit_identical_for_any_thread_count() {
+        let g = Window {
+            batch: 37,
+            h: 6,
+            w: 6,
+            c: 3,
+            k: 3,
+            stride: 1,
+            pad: 1,
+        };
+        let out = 4;
+        let x = uniform(1, g.batch * g.in_image());
+        let w = uniform(2, g.patch() * out);
+        let gy = uniform(3, g.batch * g.ho() * g.wo() * out);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| {
+                let (mut gw, mut gb) = (vec![0.0; w.len()], vec![0.0; out]);
+                backward(&x, &w, &g, out, &gy, &mut gw, Some(&mut gb), None);
+                (gw, gb)
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}
