@@ -180,7 +180,11 @@ fn run_on<D: Device<f32>>(
                     eval_batch: exp.eval.batch,
                     interrupt: &opts.interrupt,
                 };
-                let log = train::train(&mut net, regime.as_mut(), &inputs, &progress)?;
+                // Only standard training never reads an input gradient: let the network skip it.
+                net.set_input_grad(!matches!(run.regime.regime, salient_ir::Regime::Standard));
+                let log = train::train(&mut net, regime.as_mut(), &inputs, &progress);
+                net.set_input_grad(true);
+                let log = log?;
                 let record = RunRecord {
                     ir_version: IR_VERSION,
                     key,
