@@ -51,6 +51,8 @@ fn report_subcommand_writes_the_whole_report() {
         "saliency_integrated_gradients",
         "masking",
         "deletion_insertion",
+        "randomization",
+        "class_accuracy",
         "training",
     ] {
         for ext in ["png", "svg"] {

@@ -74,6 +74,8 @@ fn every_figure_renders_at_its_size_and_is_not_blank() {
             "saliency_integrated_gradients",
             "masking",
             "deletion_insertion",
+            "randomization",
+            "class_accuracy",
             "training"
         ]
     );
@@ -272,6 +274,8 @@ fn absent_data_skips_figures_and_says_why() {
             ("saliency", false),
             ("masking", false),
             ("deletion_insertion", false),
+            ("randomization", false),
+            ("class_accuracy", false),
             ("training", true)
         ]
     );

@@ -7,7 +7,12 @@
 //!   salient pixels are removed (falls fast for a faithful map: low AUC is good) or inserted
 //!   into a blank image (rises fast: high AUC is good).
 //!
-//! One panel per saliency method (masking), and a deletion and an insertion panel per method.
+//! - model-parameter randomisation (Adebayo et al. 2018, cascading): mean Spearman rank
+//!   correlation between the maps of the trained model and of copies whose top 1, 2, ... layers
+//!   are re-initialised; maps that stay similar do not depend on what the model learned.
+//!
+//! One panel per saliency method (masking, randomisation), and a deletion and an insertion
+//! panel per method.
 use super::chart::{self, Axes, LegendEntry, Series, Spread};
 use super::{AnyFigure, DrawResult, Figure, Planned};
 use crate::aggregate;
@@ -15,6 +20,7 @@ use crate::data::Tables;
 use crate::style::fmt_sig;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 pub struct CurvePanel {
@@ -31,6 +37,8 @@ pub struct CurveFigure {
     pub panels: Vec<CurvePanel>,
     pub cols: usize,
     pub legend: Vec<LegendEntry>,
+    /// x takes whole values only (classes, layer counts): one tick per integer, no decimals.
+    pub integer_x: bool,
 }
 
 const PANEL: (u32, u32) = (560, 430);
@@ -145,6 +153,7 @@ pub fn plan_masking(tables: &Tables) -> Planned {
             panels,
             cols,
             legend,
+            integer_x: false,
         })),
     }
 }
@@ -202,6 +211,92 @@ pub fn plan_deletion_insertion(tables: &Tables) -> Planned {
             panels,
             cols,
             legend,
+            integer_x: false,
+        })),
+    }
+}
+
+/// For each run, its `randomization` layer indices in cascade order (top layer first), so that a
+/// row's x is the number of layers re-initialised so far.
+fn cascade_order(tables: &Tables) -> BTreeMap<(String, String), Vec<i64>> {
+    let mut order: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    for r in tables.metric("randomization") {
+        if let Some(p) = r.point {
+            let layers = order
+                .entry((r.run.clone(), r.saliency.clone().unwrap_or_default()))
+                .or_default();
+            if !layers.contains(&(p as i64)) {
+                layers.push(p as i64);
+            }
+        }
+    }
+    for layers in order.values_mut() {
+        layers.sort_unstable_by(|a, b| b.cmp(a));
+    }
+    order
+}
+
+pub fn plan_randomization(tables: &Tables) -> Planned {
+    let name = "randomization".to_string();
+    let title = "Model-parameter randomisation test".to_string();
+    let caption = "Mean Spearman rank correlation between the saliency maps of the trained model and of copies whose top 1, 2, ... layers with parameters are re-initialised, from the output down (cascading randomisation, Adebayo et al. 2018); mean over seeds, band ±1 std. A map that depends on the learned weights falls towards 0; one that stays high is insensitive to the model.".to_string();
+    let order = cascade_order(tables);
+    let mut panels = Vec::new();
+    for m in methods(tables, "randomization") {
+        let rows = tables
+            .metric("randomization")
+            .filter(|r| r.saliency.as_deref().unwrap_or("") == m);
+        let x = |r: &crate::data::ResultRow| {
+            let layers = order.get(&(r.run.clone(), r.saliency.clone().unwrap_or_default()))?;
+            let at = layers.iter().position(|&l| Some(l) == r.point.map(|p| p as i64))?;
+            Some(at as f64 + 1.0)
+        };
+        let s: Vec<Series> = aggregate::curves(tables, rows, x, 1.0)
+            .into_iter()
+            .map(|(g, points)| Series {
+                label: tables.label(g),
+                colour: g,
+                points,
+                dashed: false,
+                spread: Spread::Band,
+                markers: true,
+            })
+            .collect();
+        if s.is_empty() {
+            continue;
+        }
+        let negative = s.iter().any(|s| s.points.iter().any(|p| p.1 - p.2 < 0.0));
+        let x = x_range(&s);
+        let x = if x.end - x.start < 1.0 { 0.5..x.end + 0.5 } else { x };
+        panels.push(CurvePanel {
+            title: format!("randomisation{}", method_suffix(&m)),
+            x_label: "layers re-initialised, from the output down".into(),
+            y_label: "Spearman rank correlation".into(),
+            x,
+            y: if negative { -1.0..1.0 } else { 0.0..1.0 },
+            series: s,
+        });
+    }
+    if panels.is_empty() {
+        return Planned {
+            name,
+            title,
+            caption,
+            figure: Err("no randomization rows in results.csv".into()),
+        };
+    }
+    let legend = legend_for(tables, &panels, None);
+    let cols = panels.len().min(3);
+    Planned {
+        name,
+        title: title.clone(),
+        caption,
+        figure: Ok(AnyFigure::Randomization(CurveFigure {
+            title,
+            panels,
+            cols,
+            legend,
+            integer_x: true,
         })),
     }
 }
@@ -223,12 +318,29 @@ impl Figure for CurveFigure {
                 y_label: &p.y_label,
                 x: p.x.clone(),
                 y: p.y.clone(),
-                x_fmt: &|v| fmt_sig(*v, 3),
+                x_fmt: if self.integer_x {
+                    &fmt_integer
+                } else {
+                    &|v| fmt_sig(*v, 3)
+                },
                 y_fmt: &chart::fmt_plain,
-                x_ticks: 7,
+                x_ticks: if self.integer_x {
+                    (p.x.end - p.x.start).round().max(1.0) as usize + 1
+                } else {
+                    7
+                },
             };
             chart::line_panel(cell, &axes, &p.series)?;
         }
         Ok(())
+    }
+}
+
+/// Tick labels of a whole-valued axis: the integer, or nothing between integers.
+fn fmt_integer(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{}", v.round() as i64)
+    } else {
+        String::new()
     }
 }

@@ -3,6 +3,7 @@
 //! `build(tables, maps)` decides which figures the data supports; a figure whose data is absent
 //! is skipped with a reason that the index shows.
 pub mod chart;
+pub mod classes;
 pub mod curves;
 pub mod robust;
 pub mod saliency_grid;
@@ -40,6 +41,8 @@ pub enum AnyFigure {
     DeletionInsertion(curves::CurveFigure),
     Training(training::TrainingFigure),
     Saliency(saliency_grid::SaliencyGrid),
+    Randomization(curves::CurveFigure),
+    Classes(curves::CurveFigure),
 }
 
 impl Figure for AnyFigure {
@@ -47,7 +50,10 @@ impl Figure for AnyFigure {
         match self {
             AnyFigure::Robust(f) => f.size(),
             AnyFigure::Tradeoff(f) => f.size(),
-            AnyFigure::Masking(f) | AnyFigure::DeletionInsertion(f) => f.size(),
+            AnyFigure::Masking(f)
+            | AnyFigure::DeletionInsertion(f)
+            | AnyFigure::Randomization(f)
+            | AnyFigure::Classes(f) => f.size(),
             AnyFigure::Training(f) => f.size(),
             AnyFigure::Saliency(f) => f.size(),
         }
@@ -56,7 +62,10 @@ impl Figure for AnyFigure {
         match self {
             AnyFigure::Robust(f) => f.draw(root),
             AnyFigure::Tradeoff(f) => f.draw(root),
-            AnyFigure::Masking(f) | AnyFigure::DeletionInsertion(f) => f.draw(root),
+            AnyFigure::Masking(f)
+            | AnyFigure::DeletionInsertion(f)
+            | AnyFigure::Randomization(f)
+            | AnyFigure::Classes(f) => f.draw(root),
             AnyFigure::Training(f) => f.draw(root),
             AnyFigure::Saliency(f) => f.draw(root),
         }
@@ -78,6 +87,8 @@ pub fn build(tables: &Tables, maps: Option<&MapSet>) -> Vec<Planned> {
     out.extend(saliency_grid::plan(tables, maps));
     out.push(curves::plan_masking(tables));
     out.push(curves::plan_deletion_insertion(tables));
+    out.push(curves::plan_randomization(tables));
+    out.push(classes::plan(tables));
     out.push(training::plan(tables));
     out
 }
