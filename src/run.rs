@@ -28,6 +28,11 @@ pub struct RunArgs {
     /// Train every run again, even when a matching checkpoint exists.
     #[arg(long)]
     pub retrain: bool,
+    /// Run only the runs whose id contains this text (repeat or comma-separate for several,
+    /// e.g. `--only standard,sgt`); rows of the other runs already in the output directory are
+    /// kept.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,6 +63,13 @@ pub fn main(args: RunArgs) -> ExitCode {
         return ExitCode::from(1);
     };
 
+    let selected = match salient_engine::runner::select_runs(&exp, &args.only) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let out_dir = args
         .out
         .clone()
@@ -81,6 +93,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         },
         quiet: args.quiet,
         retrain: args.retrain,
+        only: args.only.clone(),
         interrupt,
     };
     let (runs, attacks, saliency) = exp.counts();
@@ -90,6 +103,14 @@ pub fn main(args: RunArgs) -> ExitCode {
             exp.name,
             out_dir.display()
         );
+        if selected.len() < exp.runs.len() {
+            eprintln!(
+                "--only: running {} of {} runs: {}",
+                selected.len(),
+                exp.runs.len(),
+                selected.join(", ")
+            );
+        }
     }
     let not_run = salient_engine::runner::unsupported_parts(&exp);
     if !not_run.is_empty() {

@@ -135,3 +135,61 @@ fn run_reports_bad_data_with_exit_3_naming_the_file() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("train-images-idx3-ubyte"), "{stderr}");
 }
+
+#[test]
+fn run_only_selects_runs_and_keeps_the_rows_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("two.exp");
+    std::fs::write(
+        &spec,
+        SPEC.replace("regime standard", "regime standard\nregime sgt { k = 0.5 }")
+            .replace("epochs = 8", "epochs = 2"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = |only: &str| {
+        salient()
+            .args(["run", spec.to_str().unwrap(), "--quiet", "--out"])
+            .arg(&out)
+            .args(["--only", only])
+            .output()
+            .unwrap()
+    };
+    let runs_in = |file: &str| -> Vec<String> {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        let mut ids: Vec<String> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().to_string())
+            .collect();
+        ids.dedup();
+        ids
+    };
+
+    // The second run of the spec first: only it is trained and written.
+    let sgt = run("sgt");
+    assert!(sgt.status.success(), "{}", String::from_utf8_lossy(&sgt.stderr));
+    assert!(String::from_utf8_lossy(&sgt.stdout).contains("trained 1 run(s), reused 0"));
+    assert_eq!(runs_in("results.csv"), ["net-sgt-seed0"]);
+    let sgt_rows = std::fs::read_to_string(out.join("results.csv")).unwrap();
+
+    // Then the first: the sgt rows are kept unchanged, and the rows follow the spec's order.
+    let std_run = run("standard");
+    assert!(std_run.status.success());
+    assert_eq!(runs_in("results.csv"), ["net-standard-seed0", "net-sgt-seed0"]);
+    assert_eq!(runs_in("training.csv"), ["net-standard-seed0", "net-sgt-seed0"]);
+    let both = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    for line in sgt_rows.lines().skip(1) {
+        assert!(both.contains(line), "lost row {line}");
+    }
+
+    // A pattern that matches nothing is a usage error naming the runs; nothing is touched.
+    let none = run("trades");
+    assert_eq!(none.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        stderr.contains("trades") && stderr.contains("net-standard-seed0, net-sgt-seed0"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), both);
+}

@@ -39,6 +39,9 @@ pub enum EngineError {
     #[error("device: {0}")]
     Device(String),
 
+    #[error("--only {pattern}: no run of the spec has `{pattern}` in its id (runs: {runs})")]
+    NoSuchRun { pattern: String, runs: String },
+
     #[error("interrupted (Ctrl-C): every finished run was kept")]
     Interrupted,
 

@@ -1,6 +1,10 @@
 //! Tidy results: `results.csv` (one row per run, metric and, where it applies, attack, eps and
 //! class) and `training.csv` (one row per run and epoch). Both are rewritten atomically after
 //! every finished run, so a killed run never leaves a torn file and never loses finished work.
+//!
+//! A run directory may be filled by several invocations (`salient run --only ...`): the rows of
+//! the runs an invocation does not evaluate are read back from the existing files and kept, and
+//! every flush writes the rows in the spec's order of runs.
 use crate::error::EngineError;
 use crate::train::EpochLog;
 use salient_ir::TrainRun;
@@ -14,6 +18,8 @@ pub struct Results {
     dir: PathBuf,
     pub rows: Vec<ResultRow>,
     pub curves: Vec<CurveRow>,
+    /// Run ids in the spec's order: flushes sort rows by it (unknown runs last).
+    order: Vec<String>,
 }
 
 impl Results {
@@ -22,7 +28,35 @@ impl Results {
             dir: dir.to_path_buf(),
             rows: Vec::new(),
             curves: Vec::new(),
+            order: Vec::new(),
         }
+    }
+
+    /// Start from the rows already in `dir` that belong to the runs in `keep` (runs of the
+    /// spec that this invocation will not evaluate again); `order` is the spec's order of runs.
+    /// Missing files are no rows; a file that cannot be read is an error naming it.
+    pub fn resume(dir: &Path, order: Vec<String>, keep: &[String]) -> Result<Self, EngineError> {
+        let mut out = Results::new(dir);
+        out.order = order;
+        if keep.is_empty() {
+            return Ok(out);
+        }
+        let kept = |run: &str| keep.iter().any(|k| k == run);
+        let results = dir.join("results.csv");
+        if results.is_file() {
+            out.rows = read_results(&results)?
+                .into_iter()
+                .filter(|r| kept(&r.run))
+                .collect();
+        }
+        let training = dir.join("training.csv");
+        if training.is_file() {
+            out.curves = read_csv::<CurveRow>(&training)?
+                .into_iter()
+                .filter(|r| kept(&r.run))
+                .collect();
+        }
+        Ok(out)
     }
 
     pub fn add_curve(&mut self, run: &TrainRun, log: &[EpochLog]) {
@@ -43,8 +77,14 @@ impl Results {
         }
     }
 
-    /// Rewrite `results.csv` and `training.csv` (temp file + rename).
-    pub fn flush(&self) -> Result<(), EngineError> {
+    /// Rewrite `results.csv` and `training.csv` (temp file + rename), rows in the spec's order
+    /// of runs (a stable sort: each run's rows keep their order).
+    pub fn flush(&mut self) -> Result<(), EngineError> {
+        let order = std::mem::take(&mut self.order);
+        let rank = |run: &str| order.iter().position(|r| r == run).unwrap_or(order.len());
+        self.rows.sort_by_key(|r| rank(&r.run));
+        self.curves.sort_by_key(|r| rank(&r.run));
+        self.order = order;
         write_csv(&self.dir.join("results.csv"), &self.rows)?;
         write_csv(&self.dir.join("training.csv"), &self.curves)
     }
@@ -68,12 +108,14 @@ fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
 
 /// Read a `results.csv` back (for reports and tests).
 pub fn read_results(path: &Path) -> Result<Vec<ResultRow>, EngineError> {
+    read_csv(path)
+}
+
+fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EngineError> {
     let err = |e: csv::Error| EngineError::Results {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
     let mut r = csv::Reader::from_path(path).map_err(err)?;
-    r.deserialize()
-        .collect::<Result<Vec<ResultRow>, _>>()
-        .map_err(err)
+    r.deserialize().collect::<Result<Vec<T>, _>>().map_err(err)
 }

@@ -31,6 +31,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Train again even when a matching checkpoint exists.
     pub retrain: bool,
+    /// Run only the runs whose id contains one of these strings (all runs when empty); the
+    /// rows of the other runs already in the output directory are kept.
+    pub only: Vec<String>,
     /// Set by the Ctrl-C handler; checked at every step.
     pub interrupt: Arc<AtomicBool>,
 }
@@ -126,14 +129,21 @@ fn run_on<D: Device<f32>>(
     make_device: impl Fn(u64) -> Result<D, EngineError>,
 ) -> Result<RunReport, EngineError> {
     let store = Store::new(&opts.out_dir);
-    let mut results = Results::new(&opts.out_dir);
+    let selected = select_runs(exp, &opts.only)?;
+    let order: Vec<String> = exp.runs.iter().map(|r| r.id.clone()).collect();
+    let keep: Vec<String> = order
+        .iter()
+        .filter(|id| !selected.contains(id))
+        .cloned()
+        .collect();
+    let mut results = Results::resume(&opts.out_dir, order, &keep)?;
     let mut report = RunReport {
         out_dir: opts.out_dir.clone(),
         not_run: unsupported_parts(exp),
         ..Default::default()
     };
     let channel_mean = splits.train.channel_mean();
-    for run in &exp.runs {
+    for run in exp.runs.iter().filter(|r| selected.contains(&r.id)) {
         let Some(model) = exp.model(&run.model) else {
             report.skipped.push((
                 run.id.clone(),
@@ -250,6 +260,28 @@ fn run_on<D: Device<f32>>(
     results.flush()?;
     report.rows = results.rows;
     Ok(report)
+}
+
+/// Ids of the runs `only` selects: those whose id contains one of its strings (all when it is
+/// empty). A string that matches no run is an error listing the run ids.
+pub fn select_runs(exp: &Experiment, only: &[String]) -> Result<Vec<String>, EngineError> {
+    let ids = exp.runs.iter().map(|r| r.id.clone());
+    if only.is_empty() {
+        return Ok(ids.collect());
+    }
+    if let Some(miss) = only
+        .iter()
+        .find(|o| !exp.runs.iter().any(|r| r.id.contains(o.as_str())))
+    {
+        let all: Vec<&str> = exp.runs.iter().map(|r| r.id.as_str()).collect();
+        return Err(EngineError::NoSuchRun {
+            pattern: miss.clone(),
+            runs: all.join(", "),
+        });
+    }
+    Ok(ids
+        .filter(|id| only.iter().any(|o| id.contains(o.as_str())))
+        .collect())
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {

@@ -36,6 +36,7 @@ fn opts(dir: &Path) -> RunOptions {
         device: DeviceKind::Cpu,
         quiet: true,
         retrain: false,
+        only: Vec::new(),
         interrupt: Arc::new(AtomicBool::new(false)),
     }
 }

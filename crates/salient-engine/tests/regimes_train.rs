@@ -274,6 +274,7 @@ regime sensitivity { layers = (relu1, dense1)  adversarial = [false, true] }
         device: salient_engine::DeviceKind::Cpu,
         quiet: true,
         retrain: false,
+        only: Vec::new(),
         interrupt: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let report = salient_engine::run(&exp, src, &opts).unwrap();
