@@ -168,7 +168,11 @@ fn run_only_selects_runs_and_keeps_the_rows_of_the_others() {
 
     // The second run of the spec first: only it is trained and written.
     let sgt = run("sgt");
-    assert!(sgt.status.success(), "{}", String::from_utf8_lossy(&sgt.stderr));
+    assert!(
+        sgt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sgt.stderr)
+    );
     assert!(String::from_utf8_lossy(&sgt.stdout).contains("trained 1 run(s), reused 0"));
     assert_eq!(runs_in("results.csv"), ["net-sgt-seed0"]);
     let sgt_rows = std::fs::read_to_string(out.join("results.csv")).unwrap();
@@ -176,8 +180,14 @@ fn run_only_selects_runs_and_keeps_the_rows_of_the_others() {
     // Then the first: the sgt rows are kept unchanged, and the rows follow the spec's order.
     let std_run = run("standard");
     assert!(std_run.status.success());
-    assert_eq!(runs_in("results.csv"), ["net-standard-seed0", "net-sgt-seed0"]);
-    assert_eq!(runs_in("training.csv"), ["net-standard-seed0", "net-sgt-seed0"]);
+    assert_eq!(
+        runs_in("results.csv"),
+        ["net-standard-seed0", "net-sgt-seed0"]
+    );
+    assert_eq!(
+        runs_in("training.csv"),
+        ["net-standard-seed0", "net-sgt-seed0"]
+    );
     let both = std::fs::read_to_string(out.join("results.csv")).unwrap();
     for line in sgt_rows.lines().skip(1) {
         assert!(both.contains(line), "lost row {line}");
@@ -191,5 +201,8 @@ fn run_only_selects_runs_and_keeps_the_rows_of_the_others() {
         stderr.contains("trades") && stderr.contains("net-standard-seed0, net-sgt-seed0"),
         "{stderr}"
     );
-    assert_eq!(std::fs::read_to_string(out.join("results.csv")).unwrap(), both);
+    assert_eq!(
+        std::fs::read_to_string(out.join("results.csv")).unwrap(),
+        both
+    );
 }

@@ -224,8 +224,8 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
     if let Some(path) = &a.weights {
         checkpoint::load(net.params_mut(), path).map_err(|e| e.to_string())?;
     }
-    // As the runner: only standard training never reads an input gradient.
-    net.set_input_grad(!matches!(run.regime.regime, salient_ir::Regime::Standard));
+    // As the runner: no regime reads the input gradient of its training passes.
+    net.set_input_grad(false);
     let mut opt = optim::build::<Cpu>(&cfg.optimizer, cfg.weight_decay);
 
     let n = splits.train.len();
@@ -247,6 +247,7 @@ fn run(a: &Args) -> Result<serde_json::Value, String> {
         rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x0005_EED0_F5A1_1E27),
         epoch: 0,
         step: 0,
+        steps_per_epoch: 1,
     };
     let mut step = |ctx: &mut StepContext| -> Result<f32, String> {
         let out = regime.step(&mut net, &x, &targets, ctx);

@@ -66,6 +66,7 @@ pub fn train<D: Device<f32>>(
         rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_5A11E27),
         epoch: 0,
         step: 0,
+        steps_per_epoch,
     };
     progress.start(total_steps as u64);
     let mut log = Vec::with_capacity(cfg.epochs);

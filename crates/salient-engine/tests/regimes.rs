@@ -40,6 +40,7 @@ fn ctx(seed: u64) -> StepContext {
         rng: ChaCha8Rng::seed_from_u64(seed),
         epoch: 0,
         step: 0,
+        steps_per_epoch: 1,
     }
 }
 
@@ -461,6 +462,7 @@ fn attack(norm: Norm, eps: f64, step_size: f64, steps: usize, random_start: bool
         step_size,
         steps,
         random_start,
+        warmup: 0.0,
     }
 }
 
@@ -507,6 +509,56 @@ fn adversarial_mix_loss_is_the_weighted_clean_and_adversarial_ce() {
         let want = (1.0 - mix) * lin.ce_mean(&x_adv, &labels) + mix * lin.ce_mean(&X2, &labels);
         assert!((got - want).abs() < 1e-5, "mix {mix}: {got} vs {want}");
     }
+}
+
+#[test]
+fn eps_warmup_ramps_the_training_attack_linearly_over_its_epochs() {
+    // 10 steps per epoch, warm-up over 2 epochs: after step 5 of epoch 0 (t = 0.5 epochs) the
+    // attack runs at a quarter of eps (and of the step size); from epoch 2 on at full eps.
+    let mut lin = binary();
+    let labels = [0usize, 1];
+    let mut a = attack(Norm::Linf, 0.1, 0.05, 3, false);
+    a.warmup = 2.0;
+    let r = salient_ir::Regime::Adversarial(AdversarialParams {
+        attack: a.clone(),
+        loss: InnerLoss::Ce,
+        trades_beta: None,
+        mix: 0.0,
+    });
+    let def = lin.net.def().clone();
+    let mut reg: Box<dyn Regime<Dev>> = regime::build(&instance(r), &[], &def).unwrap();
+    for (epoch, step, factor) in [
+        (0usize, 4usize, 0.25f32),
+        (1, 4, 0.75),
+        (2, 0, 1.0),
+        (5, 9, 1.0),
+    ] {
+        let mut c = ctx(0);
+        c.epoch = epoch;
+        c.step = step;
+        c.steps_per_epoch = 10;
+        let ramped = regime::ramped_attack(&a, &c);
+        assert!(
+            (ramped.eps - 0.1 * factor as f64).abs() < 1e-12,
+            "{ramped:?}"
+        );
+        assert!(
+            (ramped.step_size - 0.05 * factor as f64).abs() < 1e-12,
+            "{ramped:?}"
+        );
+        let out = reg.step(&mut lin.net, &mat(&X2, 2), &targets(&labels, 2), &mut c);
+        let got = out.loss.retaped::<NoneTape>().as_vec()[0] as f64;
+        let want = lin.ce_mean(&linf_adv(&lin, &X2, &labels, 0.1 * factor), &labels);
+        assert!(
+            (got - want).abs() < 1e-5,
+            "epoch {epoch} step {step}: {got} vs {want}"
+        );
+    }
+    // Without a warm-up the attack is unchanged from the first step.
+    let mut c = ctx(0);
+    c.steps_per_epoch = 10;
+    a.warmup = 0.0;
+    assert_eq!(regime::ramped_attack(&a, &c), a);
 }
 
 #[test]

@@ -53,6 +53,7 @@ fn attack(eps: f64, steps: usize, random_start: bool) -> TrainAttack {
         step_size,
         steps,
         random_start,
+        warmup: 0.0,
     }
 }
 
@@ -193,6 +194,7 @@ fn every_regime_lowers_its_loss_on_synthetic_data() {
                 rng: ChaCha8Rng::seed_from_u64(99),
                 epoch: 0,
                 step: 0,
+                steps_per_epoch: 1,
             };
             reg.step(net, &px, &py, &mut ctx)
                 .loss
@@ -204,6 +206,7 @@ fn every_regime_lowers_its_loss_on_synthetic_data() {
             rng: ChaCha8Rng::seed_from_u64(1),
             epoch: 0,
             step: 0,
+            steps_per_epoch: 1,
         };
         let n = splits.train.len();
         for step in 0..STEPS {

@@ -370,6 +370,11 @@ pub struct TrainAttack {
     /// Iterations (1 for FGSM).
     pub steps: usize,
     pub random_start: bool,
+    /// Epochs over which eps (and the step size with it) ramps linearly from 0 to its value;
+    /// 0 = the full eps from the first step. Not serialised when 0, so the checkpoint keys of
+    /// specs without a warm-up are what they were before the option existed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -631,4 +636,8 @@ impl Experiment {
         let runs = self.runs.len();
         (runs, runs * self.attacks.len(), runs * self.saliency.len())
     }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }

@@ -44,10 +44,11 @@ impl<D: Device<f32>> Regime<D> for Adversarial {
         ctx: &mut StepContext,
     ) -> StepOutput<D> {
         let p = &self.params;
+        let attack = super::ramped_attack(&p.attack, ctx);
         if let Some(beta) = p.trades_beta {
-            return trades(net, x, y, &p.attack, beta as f32, ctx);
+            return trades(net, x, y, &attack, beta as f32, ctx);
         }
-        let cfg = pgd_config(&p.attack, p.loss.into());
+        let cfg = pgd_config(&attack, p.loss.into());
         let x_adv = pgd(net, x, &y.onehot, &cfg, Mode::Eval, &mut ctx.rng);
         if p.mix <= 0.0 {
             let adv = net.forward(x_adv.traced(Gradients::leaky()), Mode::Train);

@@ -77,7 +77,10 @@ impl<D: Device<f32>> Regime<D> for Combined {
         y: &Targets<D>,
         ctx: &mut StepContext,
     ) -> StepOutput<D> {
-        let cfg = pgd_config(&self.params.attack, AttackLoss::Ce);
+        let cfg = pgd_config(
+            &super::ramped_attack(&self.params.attack, ctx),
+            AttackLoss::Ce,
+        );
         let x_adv = pgd(net, x, &y.onehot, &cfg, Mode::Eval, &mut ctx.rng);
         let x_masked = saliency_masked(
             net,

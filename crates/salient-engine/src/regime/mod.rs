@@ -43,8 +43,36 @@ pub struct StepOutput<D: Device<f32>> {
 /// Per-step context: a seeded RNG (random starts, random fills) and the position in training.
 pub struct StepContext {
     pub rng: ChaCha8Rng,
+    /// Epoch (from 0) and step within it of the batch being trained.
     pub epoch: usize,
     pub step: usize,
+    /// Steps in one epoch (for schedules inside a regime, e.g. the eps warm-up).
+    pub steps_per_epoch: usize,
+}
+
+impl StepContext {
+    /// Fraction of `epochs` epochs done after this step, capped at 1 (1 when `epochs` is 0).
+    pub fn ramp(&self, epochs: f64) -> f64 {
+        if epochs <= 0.0 {
+            return 1.0;
+        }
+        let per = self.steps_per_epoch.max(1) as f64;
+        let done = (self.epoch as f64 * per + self.step as f64 + 1.0) / per;
+        (done / epochs).min(1.0)
+    }
+}
+
+/// The training attack of this step: with `warmup = E` epochs, eps and the step size are
+/// scaled by `min(1, t / E)`, t the epochs done after this step (a linear eps ramp, as
+/// curriculum adversarial training uses to keep a small network from collapsing to a constant
+/// prediction at a large eps); unchanged without warm-up.
+pub fn ramped_attack(a: &salient_ir::TrainAttack, ctx: &StepContext) -> salient_ir::TrainAttack {
+    let f = ctx.ramp(a.warmup);
+    salient_ir::TrainAttack {
+        eps: a.eps * f,
+        step_size: a.step_size * f,
+        ..a.clone()
+    }
 }
 
 pub trait Regime<D: Device<f32>> {

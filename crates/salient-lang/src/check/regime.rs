@@ -398,6 +398,7 @@ fn required_attack(ctx: &mut Ctx, s: &Settings) -> TrainAttack {
         step_size: 0.025,
         steps: 10,
         random_start: true,
+        warmup: 0.0,
     };
     let Some(v) = s.get("attack") else {
         s.missing(ctx, "attack", "pgd(eps = 0.3, steps = 40)");
@@ -428,8 +429,15 @@ fn required_attack(ctx: &mut Ctx, s: &Settings) -> TrainAttack {
         }
     };
     let allowed: &[&str] = match method {
-        TrainAttackMethod::Pgd => &["norm", "eps", "step_size", "steps", "random_start"],
-        TrainAttackMethod::Fgsm => &["norm", "eps", "step_size", "random_start"],
+        TrainAttackMethod::Pgd => &[
+            "norm",
+            "eps",
+            "step_size",
+            "steps",
+            "random_start",
+            "warmup",
+        ],
+        TrainAttackMethod::Fgsm => &["norm", "eps", "step_size", "random_start", "warmup"],
     };
     let a = Settings::new(ctx, format!("`{}`", name.name), name.span, args, allowed);
     let norm = norm(ctx, &a, &name.name);
@@ -459,6 +467,9 @@ fn required_attack(ctx: &mut Ctx, s: &Settings) -> TrainAttack {
             )
         }
     };
+    let warmup = a
+        .num(ctx, "warmup")
+        .map_or(0.0, |v| ctx.non_negative("warmup", v));
     TrainAttack {
         method,
         norm,
@@ -466,6 +477,7 @@ fn required_attack(ctx: &mut Ctx, s: &Settings) -> TrainAttack {
         step_size,
         steps,
         random_start,
+        warmup,
     }
 }
 

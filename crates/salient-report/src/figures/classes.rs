@@ -66,4 +66,3 @@ pub fn plan(tables: &Tables) -> Planned {
         })),
     }
 }
-

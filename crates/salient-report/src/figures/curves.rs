@@ -248,7 +248,9 @@ pub fn plan_randomization(tables: &Tables) -> Planned {
             .filter(|r| r.saliency.as_deref().unwrap_or("") == m);
         let x = |r: &crate::data::ResultRow| {
             let layers = order.get(&(r.run.clone(), r.saliency.clone().unwrap_or_default()))?;
-            let at = layers.iter().position(|&l| Some(l) == r.point.map(|p| p as i64))?;
+            let at = layers
+                .iter()
+                .position(|&l| Some(l) == r.point.map(|p| p as i64))?;
             Some(at as f64 + 1.0)
         };
         let s: Vec<Series> = aggregate::curves(tables, rows, x, 1.0)
@@ -267,7 +269,11 @@ pub fn plan_randomization(tables: &Tables) -> Planned {
         }
         let negative = s.iter().any(|s| s.points.iter().any(|p| p.1 - p.2 < 0.0));
         let x = x_range(&s);
-        let x = if x.end - x.start < 1.0 { 0.5..x.end + 0.5 } else { x };
+        let x = if x.end - x.start < 1.0 {
+            0.5..x.end + 0.5
+        } else {
+            x
+        };
         panels.push(CurvePanel {
             title: format!("randomisation{}", method_suffix(&m)),
             x_label: "layers re-initialised, from the output down".into(),
