@@ -89,6 +89,8 @@ pub fn interpret_rows<D: Device<f32>>(
             let s = method.map(net, &x, &labels)?;
             map_seconds += started.elapsed().as_secs_f64();
             acc.add(method.as_mut(), net, &x, &labels, &s, exp.eval.seed)?;
+            drop((x, s));
+            crate::train::trim_cache(net.device());
         }
         if images > 0 {
             let idx: Vec<usize> = (0..images).collect();

@@ -133,6 +133,8 @@ pub fn evaluate_attacks<D: Device<f32>>(
                 .tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
             let outcome = attack_batch(net, spec, &x, &ys, &mut rng)?;
             robust.extend(outcome.robust);
+            drop(x);
+            crate::train::trim_cache(net.device());
         }
         out.push(AttackResult {
             name: spec.name.clone(),

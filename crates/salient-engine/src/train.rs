@@ -116,6 +116,9 @@ pub fn train<D: Device<f32>>(
                     run: inp.run.id.clone(),
                     source,
                 })?;
+            if (step + 1) % TRIM_EVERY == 0 {
+                trim_cache(net.device());
+            }
             loss_sum += loss as f64;
             hits += correct(&out.logits.as_vec(), classes, &targets.labels);
             seen += idx.len();
@@ -131,6 +134,7 @@ pub fn train<D: Device<f32>>(
         }
         let seconds = started.elapsed().as_secs_f64();
         let test_accuracy = eval::accuracy(net, inp.test, inp.eval_batch).value();
+        trim_cache(net.device());
         let entry = EpochLog {
             epoch: epoch + 1,
             loss: loss_sum / steps_per_epoch.max(1) as f64,
@@ -145,4 +149,28 @@ pub fn train<D: Device<f32>>(
     }
     progress.finish();
     Ok(log)
+}
+
+/// Steps between two [`trim_cache`] calls in training.
+const TRIM_EVERY: usize = 50;
+
+/// Free the buffers held by dfdx's allocation cache. The cache recycles the buffers of
+/// dropped tensors by size, which saves mapping and page-faulting them every step, but every
+/// buffer that did not come from it (a batch uploaded with `tensor_from_vec`, a mask built on
+/// the host) also lands in it when dropped and, if nothing of that size is allocated again,
+/// stays there: without trimming, a 10-epoch run of Ismail et al.'s network grew to 18 GB and
+/// was killed. Trimming every [`TRIM_EVERY`] steps, after each epoch's evaluation and after
+/// each attack batch bounds the cache at a few steps' worth of buffers, for the cost of
+/// faulting them in again once per trim.
+pub fn trim_cache<D: Device<f32>>(dev: &D) {
+    // `Device<f32>` does not include dfdx's `Cache` trait, so find the concrete device.
+    // Emptying only frees memory; a failure leaves the cache as it was.
+    let any: &dyn std::any::Any = dev;
+    if let Some(cpu) = any.downcast_ref::<Cpu>() {
+        let _ = cpu.try_empty_cache();
+    }
+    #[cfg(feature = "cuda")]
+    if let Some(cuda) = any.downcast_ref::<Cuda>() {
+        let _ = cuda.try_empty_cache();
+    }
 }
