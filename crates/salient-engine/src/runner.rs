@@ -190,8 +190,9 @@ fn run_on<D: Device<f32>>(
                     eval_batch: exp.eval.batch,
                     interrupt: &opts.interrupt,
                 };
-                // Only standard training never reads an input gradient: let the network skip it.
-                net.set_input_grad(!matches!(run.regime.regime, salient_ir::Regime::Standard));
+                // No regime reads the input gradient of its training passes (inner passes get
+                // theirs through `grad::InputGradScope`): let the network skip it.
+                net.set_input_grad(false);
                 let log = train::train(&mut net, regime.as_mut(), &inputs, &progress);
                 net.set_input_grad(true);
                 let log = log?;

@@ -33,6 +33,7 @@ pub struct Network<D: Device<f32>> {
     dropout_rng: ChaCha8Rng,
     portable: bool,
     input_grad: bool,
+    param_grad: bool,
     dev: D,
 }
 
@@ -105,6 +106,7 @@ impl<D: Device<f32>> Network<D> {
             dropout_rng,
             portable: false,
             input_grad: true,
+            param_grad: true,
             dev: dev.clone(),
         })
     }
@@ -220,6 +222,7 @@ impl<D: Device<f32>> Network<D> {
             rng: &mut self.dropout_rng,
             portable: self.portable,
             input_grad: self.input_grad,
+            param_grad: self.param_grad,
         };
         let mut i = 0;
         while i < self.layers.len() {
@@ -320,6 +323,22 @@ impl<D: Device<f32>> Network<D> {
     /// Whether the input gradient is computed (see [`Network::set_input_grad`]).
     pub fn input_grad(&self) -> bool {
         self.input_grad
+    }
+
+    /// Whether the backward pass computes the parameters' gradients (default true). With
+    /// `false`, for passes that only read d loss / d x (attacks, saliency, the regimes' inner
+    /// passes, like PyTorch's `torch.autograd.grad(loss, x)`), the CPU convolution and dense
+    /// layer skip their dW and db GEMMs and eval-mode batchnorm keeps gamma and beta off the
+    /// tape: the parameters may then have no entry in the gradients (`grads.get(&p.value)`
+    /// panics in dfdx; never step an optimizer on such gradients). The input gradient is
+    /// bit-identical either way. The portable (CUDA) ops still compute every gradient.
+    pub fn set_param_grad(&mut self, param_grad: bool) {
+        self.param_grad = param_grad;
+    }
+
+    /// Whether parameter gradients are computed (see [`Network::set_param_grad`]).
+    pub fn param_grad(&self) -> bool {
+        self.param_grad
     }
 
     /// Force the portable spatial ops (gather-based im2col and pooling, what CUDA runs) even on

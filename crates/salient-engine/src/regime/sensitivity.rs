@@ -17,6 +17,7 @@
 //! dropout generator is reseeded from the step's generator before each), so the difference
 //! measures the input perturbation only; batchnorm uses each pass's own batch statistics.
 use super::{Regime, StepContext, StepOutput, Targets};
+use crate::grad::InputGradScope;
 use crate::losses::{ce_mean, Logits};
 use crate::ops::{sign, Mat};
 use dfdx::prelude::*;
@@ -169,6 +170,7 @@ pub fn adversarial_noise<D: Device<f32>>(
     taps: &[usize],
     sigma: f32,
 ) -> Mat<D> {
+    let mut net = InputGradScope::new(net);
     let (_, clean_taps) = net.forward_taps(x.clone(), Mode::Eval, taps);
     let xn = (x.clone() + d.clone()).clamp(0.0, 1.0);
     let (logits, noisy_taps) =

@@ -6,9 +6,12 @@
 //! y = gamma (x - mu) / sqrt(var + eps) + beta, differentiated through mu and var; running stats
 //! updated as r <- (1 - momentum) r + momentum stat, with the unbiased variance var n / (n - 1)
 //! (n = rows; with n = 1 the biased one).
-//! Eval: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta.
+//! Eval: y = gamma (x - running_mean) / sqrt(running_var + eps) + beta, computed as
+//! y = x s + t with s = gamma / sqrt(running_var + eps), t = beta - s running_mean. On the CPU
+//! with parameter gradients off (input-gradient passes) this is one op whose backward is only
+//! dx = dy s (bit-identical to the dfdx ops, which also compute d gamma and d beta).
 
-use super::{init, Batch, Ctx};
+use super::{cpu_op, init, Batch, Ctx};
 use crate::{Mode, Param};
 use dfdx::prelude::*;
 
@@ -77,6 +80,9 @@ impl BatchNorm {
         ctx: &mut Ctx<D>,
     ) -> Batch<D, T> {
         let (batch, n) = *x.shape();
+        if ctx.mode == Mode::Eval && !ctx.param_grad && ctx.fast_cpu() {
+            return self.eval_input_only(x, ctx);
+        }
         let rows = batch * n / self.c;
         let shape = (rows, self.c);
         let x = x.reshape_like(&shape);
@@ -108,6 +114,41 @@ impl BatchNorm {
             }
         };
         y.reshape_like(&(batch, n))
+    }
+
+    /// Eval mode without parameter gradients on the CPU: y = x s + t per channel (channel of
+    /// feature i is i % c) as one op with backward dx += dy s; s and t are computed with the
+    /// same dfdx ops as the general path, so the values are bit-identical.
+    fn eval_input_only<D: Device<f32>, T: Tape<f32, D>>(
+        &self,
+        x: Batch<D, T>,
+        ctx: &Ctx<D>,
+    ) -> Batch<D, T> {
+        let shape = *x.shape();
+        let p = |i: usize| ctx.params[i].value.clone();
+        let scale = p(self.weight) * (p(self.running_var) + self.eps).sqrt().recip();
+        let shift = p(self.bias) - scale.clone() * p(self.running_mean);
+        let (s, t) = (scale.as_vec(), shift.as_vec());
+        let c = self.c;
+        cpu_op::cpu_op(
+            x,
+            shape,
+            move |x, y| {
+                for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                    for (((yv, xv), sv), tv) in yr.iter_mut().zip(xr).zip(&s).zip(&t) {
+                        *yv = *xv * *sv + *tv;
+                    }
+                }
+                s
+            },
+            move |s, gy, gx| {
+                for (gxr, gyr) in gx.chunks_exact_mut(c).zip(gy.chunks_exact(c)) {
+                    for ((gxv, gyv), sv) in gxr.iter_mut().zip(gyr).zip(s) {
+                        *gxv += *sv * *gyv;
+                    }
+                }
+            },
+        )
     }
 
     fn update_running<D: Device<f32>>(

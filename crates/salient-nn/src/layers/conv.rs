@@ -7,7 +7,7 @@
 //!
 //! On the CPU, [`super::conv_cpu`] runs forward and backward as one fused op (per-image im2col
 //! in cache + GEMM, the im2col recomputed in the backward pass, dX skipped when
-//! `Ctx::input_grad` is false). Elsewhere the im2col comes from `gather`, the product is a
+//! `Ctx::input_grad` is false, dW and db skipped when `Ctx::param_grad` is false). Elsewhere the im2col comes from `gather`, the product is a
 //! dfdx matmul and the bias a broadcast add.
 
 use super::kernels::Window;
@@ -123,7 +123,7 @@ impl<D: Device<f32>> Conv<D> {
         if ctx.fast_cpu() {
             let w = &ctx.params[self.weight].value;
             let b = self.bias.map(|b| &ctx.params[b].value);
-            return conv_cpu::conv(x, w, b, g, self.out, ctx.input_grad, relu);
+            return conv_cpu::conv(x, w, b, g, self.out, ctx.needs(), relu);
         }
         let w = ctx.params[self.weight]
             .value

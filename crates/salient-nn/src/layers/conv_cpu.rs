@@ -19,7 +19,8 @@
 //! (depending only on the batch size), each group sums its images in order, and the group
 //! partials are added in order, so results are bit-identical for any thread count.
 
-use super::cpu_op::{host_alloc, host_vec};
+use super::cpu_op::{host_alloc, host_copy, host_vec};
+use super::dense_cpu::Needs;
 use super::kernels::{col2im_image, im2col_image, Window};
 use super::Batch;
 use dfdx::prelude::*;
@@ -151,9 +152,9 @@ pub fn forward_relu(
         });
 }
 
-/// Backward: accumulates `gw += sum_n C_n^T gy_n`, `gb += sum_n 1^T gy_n` and, when `gx` is
-/// given, `gx_n += col2im(gy_n w^T)`. Deterministic for any number of threads (see the module
-/// doc).
+/// Backward: accumulates, for each buffer given, `gw += sum_n C_n^T gy_n`,
+/// `gb += sum_n 1^T gy_n` and `gx_n += col2im(gy_n w^T)`. Deterministic for any number of
+/// threads (see the module doc); dX does not depend on whether dW and db are computed.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     x: &[f32],
@@ -161,7 +162,7 @@ pub fn backward(
     g: &Window,
     out: usize,
     gy: &[f32],
-    gw: &mut [f32],
+    gw: Option<&mut [f32]>,
     gb: Option<&mut [f32]>,
     gx: Option<&mut [f32]>,
 ) {
@@ -178,14 +179,13 @@ pub fn backward_relu(
     out: usize,
     gy: &[f32],
     mask: Option<&[u8]>,
-    gw: &mut [f32],
+    gw: Option<&mut [f32]>,
     gb: Option<&mut [f32]>,
     gx: Option<&mut [f32]>,
 ) {
     let (hw, patch, img) = (g.ho() * g.wo(), g.patch(), g.in_image());
     debug_assert_eq!(gy.len(), g.batch * hw * out);
-    debug_assert_eq!(gw.len(), patch * out);
-    if g.batch == 0 {
+    if g.batch == 0 || (gw.is_none() && gb.is_none() && gx.is_none()) {
         return;
     }
     let per = g.batch.div_ceil(GROUPS.min(g.batch));
@@ -194,14 +194,16 @@ pub fn backward_relu(
         Some(gx) => gx.chunks_mut(per * img).map(Some).collect(),
         None => (0..groups).map(|_| None).collect(),
     };
-    let with_bias = gb.is_some();
+    let (with_w, with_b) = (gw.is_some(), gb.is_some());
+    // Per group: its dW (patch x out, when wanted) followed by its db (out, when wanted).
+    let w_len = if with_w { patch * out } else { 0 };
+    let b_len = if with_b { out } else { 0 };
     let partials: Vec<Vec<f32>> = gx_parts
         .into_par_iter()
         .enumerate()
         .map(|(gi, mut gxg)| {
-            // This group's dW (patch x out) followed by its db (out).
-            let mut acc = vec![0.0f32; patch * out + out];
-            let (aw, ab) = acc.split_at_mut(patch * out);
+            let mut acc = vec![0.0f32; w_len + b_len];
+            let (aw, ab) = acc.split_at_mut(w_len);
             let mut masked = vec![0.0f32; if mask.is_some() { hw * out } else { 0 }];
             let first = gi * per;
             let last = (first + per).min(g.batch);
@@ -215,7 +217,7 @@ pub fn backward_relu(
                     }
                     gyn = &masked;
                 }
-                if with_bias {
+                if with_b {
                     for row in gyn.chunks_exact(out) {
                         for (a, v) in ab.iter_mut().zip(row) {
                             *a += *v;
@@ -227,16 +229,24 @@ pub fn backward_relu(
                     .map(|p| &mut p[(n - first) * img..(n - first + 1) * img]);
                 if identity(g) {
                     // C_n = X_n: dW += X_n^T G_n, dX_n += G_n W^T.
-                    gemm((patch, out, hw), aw, true, xn, (1, patch), gyn, (out, 1));
+                    if with_w {
+                        gemm((patch, out, hw), aw, true, xn, (1, patch), gyn, (out, 1));
+                    }
                     if let Some(gxn) = gxn {
                         gemm((hw, patch, out), gxn, true, gyn, (out, 1), w, (1, out));
                     }
                     continue;
                 }
+                if !with_w && gxn.is_none() {
+                    continue;
+                }
+                let cols_len = if with_w { hw * patch } else { 0 };
                 let dcols_len = if gxn.is_some() { hw * patch } else { 0 };
-                with_scratch(hw * patch, dcols_len, |cols, dcols| {
-                    im2col_image(xn, g, false, cols);
-                    gemm((patch, out, hw), aw, true, cols, (1, patch), gyn, (out, 1));
+                with_scratch(cols_len, dcols_len, |cols, dcols| {
+                    if with_w {
+                        im2col_image(xn, g, false, cols);
+                        gemm((patch, out, hw), aw, true, cols, (1, patch), gyn, (out, 1));
+                    }
                     if let Some(gxn) = gxn {
                         gemm((hw, patch, out), dcols, false, gyn, (out, 1), w, (1, out));
                         col2im_image(dcols, g, false, gxn);
@@ -246,11 +256,14 @@ pub fn backward_relu(
             acc
         })
         .collect();
-    let mut gb = gb;
+    let (mut gw, mut gb) = (gw, gb);
     for p in &partials {
-        let (pw, pb) = p.split_at(patch * out);
-        for (a, v) in gw.iter_mut().zip(pw) {
-            *a += *v;
+        let (pw, pb) = p.split_at(w_len);
+        if let Some(gw) = gw.as_deref_mut() {
+            debug_assert_eq!(gw.len(), patch * out);
+            for (a, v) in gw.iter_mut().zip(pw) {
+                *a += *v;
+            }
         }
         if let Some(gb) = gb.as_deref_mut() {
             for (a, v) in gb.iter_mut().zip(pb) {
@@ -262,23 +275,24 @@ pub fn backward_relu(
 
 /// The convolution as one differentiable op on the CPU: `x` (B, h*w*c_in) -> (B, ho*wo*out),
 /// followed by relu when `relu` is set. `w` and `b` are the flat parameter tensors (their
-/// gradients land on their ids); `input_grad` false skips dX (x then gets no gradient entry
-/// from this op). Only call when `D` is `Cpu`.
+/// gradients land on their ids unless `needs.params` is false, which skips dW and db);
+/// `needs.input` false skips dX (x then gets no gradient entry from this op). Only call when
+/// `D` is `Cpu`.
 pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
     x: Batch<D, T>,
     w: &Tensor<(usize,), f32, D>,
     b: Option<&Tensor<(usize,), f32, D>>,
     g: Window,
     out: usize,
-    input_grad: bool,
+    needs: Needs,
     relu: bool,
 ) -> Batch<D, T> {
     debug_assert!(super::cpu_op::is_cpu::<D>());
     let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
     let shape = (g.batch, g.ho() * g.wo() * out);
-    let wh = w.as_vec();
-    let bh = b.map(|b| b.as_vec());
+    let wh = host_copy(w);
+    let bh = b.map(host_copy);
     let mut y = host_alloc::<D>(&dev, shape.0 * shape.1);
     let mut mask = if relu {
         vec![0u8; shape.0 * shape.1]
@@ -293,17 +307,25 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
         forward_relu(&xh, &wh, bh.as_deref(), &g, out, &mut y, m);
     });
     let y = dev.tensor_from_vec(y, shape);
-    if T::OWNS_TAPE {
+    if T::OWNS_TAPE && needs.any() {
         let (x_ghost, w_ghost, y_ghost) = (x.ghost(), w.ghost(), y.ghost());
         let b_ghost = b.map(|b| b.ghost());
         tape.add_backward_op(move |grads| {
             let gy = std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(&y_ghost)?));
-            let mut gw = std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(&w_ghost)?));
-            let mut gb = match &b_ghost {
-                Some(bg) => Some(std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(bg)?))),
-                None => None,
+            let mut gw = if needs.params {
+                Some(std::mem::take(host_vec::<D>(
+                    grads.get_or_alloc_mut(&w_ghost)?,
+                )))
+            } else {
+                None
             };
-            let mut gx = if input_grad {
+            let mut gb = match &b_ghost {
+                Some(bg) if needs.params => {
+                    Some(std::mem::take(host_vec::<D>(grads.get_or_alloc_mut(bg)?)))
+                }
+                _ => None,
+            };
+            let mut gx = if needs.input {
                 Some(std::mem::take(host_vec::<D>(
                     grads.get_or_alloc_mut(&x_ghost)?,
                 )))
@@ -321,13 +343,15 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
                     out,
                     &gy,
                     relu.then_some(&mask[..]),
-                    &mut gw,
+                    gw.as_deref_mut(),
                     gb.as_deref_mut(),
                     gx.as_deref_mut(),
                 );
             });
             *host_vec::<D>(grads.get_or_alloc_mut(&y_ghost)?) = gy;
-            *host_vec::<D>(grads.get_or_alloc_mut(&w_ghost)?) = gw;
+            if let Some(gw) = gw {
+                *host_vec::<D>(grads.get_or_alloc_mut(&w_ghost)?) = gw;
+            }
             if let (Some(bg), Some(gb)) = (&b_ghost, gb) {
                 *host_vec::<D>(grads.get_or_alloc_mut(bg)?) = gb;
             }
@@ -447,11 +471,20 @@ mod tests {
             // Gradients accumulate: start from 1 and subtract it again.
             let (mut gw, mut gb, mut gx) =
                 (vec![1.0; wt.len()], vec![1.0; out], vec![1.0; x.len()]);
-            backward(&x, &wt, &g, out, &gy, &mut gw, Some(&mut gb), Some(&mut gx));
+            backward(
+                &x,
+                &wt,
+                &g,
+                out,
+                &gy,
+                Some(&mut gw),
+                Some(&mut gb),
+                Some(&mut gx),
+            );
             let minus1 = |v: Vec<f32>| v.into_iter().map(|a| a - 1.0).collect::<Vec<_>>();
             assert_close(&minus1(gw), &gw_ref, &format!("case {ci} dW"));
             assert_close(&minus1(gb), &gb_ref, &format!("case {ci} db"));
-            assert_close(&minus1(gx), &gx_ref, &format!("case {ci} dX"));
+            assert_close(&minus1(gx.clone()), &gx_ref, &format!("case {ci} dX"));
             // Without bias and without dX: the same dW, the output without b.
             let mut y0 = vec![f32::NAN; y_ref.len()];
             forward(&x, &wt, None, &g, out, &mut y0);
@@ -462,8 +495,12 @@ mod tests {
                 .collect();
             assert_close(&y0, &y0_ref, &format!("case {ci} y without bias"));
             let mut gw2 = vec![0.0; wt.len()];
-            backward(&x, &wt, &g, out, &gy, &mut gw2, None, None);
+            backward(&x, &wt, &g, out, &gy, Some(&mut gw2), None, None);
             assert_close(&gw2, &gw_ref, &format!("case {ci} dW without dX"));
+            // dX alone (no dW, no db): bit-identical to dX computed with them.
+            let mut gx2 = vec![1.0; x.len()];
+            backward(&x, &wt, &g, out, &gy, None, None, Some(&mut gx2));
+            assert_eq!(gx2, gx, "case {ci} dX without dW and db");
         }
     }
 
@@ -506,7 +543,7 @@ mod tests {
                 out,
                 &gy,
                 Some(&mask),
-                &mut gw,
+                Some(&mut gw),
                 Some(&mut gb),
                 Some(&mut gx),
             );
@@ -538,7 +575,7 @@ mod tests {
                 .expect("thread pool");
             pool.install(|| {
                 let (mut gw, mut gb) = (vec![0.0; w.len()], vec![0.0; out]);
-                backward(&x, &w, &g, out, &gy, &mut gw, Some(&mut gb), None);
+                backward(&x, &w, &g, out, &gy, Some(&mut gw), Some(&mut gb), None);
                 (gw, gb)
             })
         };

@@ -1,7 +1,12 @@
 //! Fully connected layer: y = x W + b, with W stored (in, out) (`to_torch = [1, 0]` gives
 //! PyTorch's (out, in) `nn.Linear.weight`).
+//!
+//! On the CPU, [`super::dense_cpu`] runs it as one op whose backward computes dX = G W^T only
+//! when the input needs a gradient and dW = X^T G, db = 1^T G only when parameter gradients are
+//! on (bit-identical to the dfdx ops). Elsewhere it is dfdx's matmul plus a broadcast add,
+//! which always computes all three.
 
-use super::{init, Batch, Ctx};
+use super::{dense_cpu, init, Batch, Ctx};
 use crate::Param;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +66,10 @@ impl Dense {
         x: Batch<D, T>,
         ctx: &Ctx<D>,
     ) -> Batch<D, T> {
+        if ctx.fast_cpu() {
+            let (w, b) = (&ctx.params[self.weight].value, &ctx.params[self.bias].value);
+            return dense_cpu::dense(x, w, b, (self.inp, self.out), ctx.needs());
+        }
         let batch = x.shape().0;
         let w = ctx.params[self.weight]
             .value

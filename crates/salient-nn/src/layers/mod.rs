@@ -13,6 +13,7 @@ pub mod conv;
 pub mod conv_cpu;
 pub mod cpu_op;
 pub mod dense;
+pub mod dense_cpu;
 pub mod dropout;
 pub mod flatten;
 pub mod gather;
@@ -39,25 +40,44 @@ use salient_ir::{Layer as IrLayer, LayerDef, Shape};
 pub type Batch<D, T> = Tensor<(usize, usize), f32, D, T>;
 
 /// What a forward pass needs besides the input: the parameters (batchnorm updates its running
-/// statistics in them), the mode, the dropout generator, and whether to force the portable
-/// (gather-based) spatial ops even on the CPU, and whether the current layer's input needs a
-/// gradient.
+/// statistics in them), the mode, the dropout generator, whether to force the portable
+/// (gather-based) spatial ops even on the CPU, whether the current layer's input needs a
+/// gradient and whether parameter gradients are wanted.
 pub struct Ctx<'a, D: Device<f32>> {
     pub params: &'a mut [Param<D>],
     pub mode: Mode,
     pub rng: &'a mut ChaCha8Rng,
     pub portable: bool,
-    /// Whether d loss / d (this layer's input) is needed. False only before the first layer
-    /// with parameters when the caller disabled the input gradient
-    /// ([`crate::Network::set_input_grad`]); [`Layer::forward`] sets it to true after any layer
-    /// with parameters. Layers may then skip that gradient (the CPU convolution skips dX).
+    /// Whether d loss / d (this layer's input) is needed. False when the caller disabled the
+    /// input gradient ([`crate::Network::set_input_grad`]), until the first layer with
+    /// parameters: after each such layer [`Layer::forward`] sets it to
+    /// `input_grad || param_grad`. Layers may then skip that gradient (the CPU convolution and
+    /// dense layer skip dX).
     pub input_grad: bool,
+    /// Whether the parameters need gradients ([`crate::Network::set_param_grad`]). When false
+    /// (input-gradient passes), the CPU convolution and dense layer skip dW and db, and
+    /// eval-mode batchnorm on the CPU puts gamma and beta off the tape.
+    pub param_grad: bool,
 }
 
 impl<D: Device<f32>> Ctx<'_, D> {
     /// Whether the CPU slice kernels apply (device is `Cpu` and portable ops are not forced).
     pub fn fast_cpu(&self) -> bool {
         !self.portable && cpu_op::is_cpu::<D>()
+    }
+
+    /// The gradients the current layer's backward pass must produce.
+    pub fn needs(&self) -> dense_cpu::Needs {
+        dense_cpu::Needs {
+            input: self.input_grad,
+            params: self.param_grad,
+        }
+    }
+
+    /// After a layer with parameters: its output needs a gradient if its input did or if its
+    /// parameters do.
+    fn passed_params(&mut self) {
+        self.input_grad |= self.param_grad;
     }
 }
 
@@ -310,7 +330,7 @@ impl<D: Device<f32>> Layer<D> {
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
         let y = self.forward_inner(x, ctx);
         if self.has_params() {
-            ctx.input_grad = true;
+            ctx.passed_params();
         }
         y
     }
@@ -326,7 +346,7 @@ impl<D: Device<f32>> Layer<D> {
         match self {
             Layer::Conv(c) if Self::fuses_relu(next) && ctx.fast_cpu() => {
                 let y = c.forward_act(x, ctx, true);
-                ctx.input_grad = true;
+                ctx.passed_params();
                 (y, true)
             }
             _ => (self.forward(x, ctx), false),
