@@ -140,7 +140,7 @@ fn report_page_loads_in_headless_chromium() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("IMAGES 7") && stdout.contains("BROKEN 0") && stdout.contains("ERRORS 0"),
+        stdout.contains("IMAGES 9") && stdout.contains("BROKEN 0") && stdout.contains("ERRORS 0"),
         "{stdout}"
     );
     assert!(
