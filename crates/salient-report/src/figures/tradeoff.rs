@@ -247,8 +247,26 @@ fn scatter<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Draw
                 .map_err(err)?;
         }
     }
-    for q in &p.points {
+    let pixels: Vec<(i32, i32)> = p
+        .points
+        .iter()
+        .map(|q| chart.backend_coord(&(q.x.0, q.y.0)))
+        .collect();
+    let mut placed: Vec<LabelBox> = Vec::new();
+    for (i, q) in p.points.iter().enumerate() {
         chart::markers(&mut chart, q.group, &[(q.x.0, q.y.0)])?;
+        // Name the point only where its label overlaps no other label or marker; clustered
+        // points are told apart by the legend's colour and marker instead.
+        let label = LabelBox::at(pixels[i], &q.label);
+        let clear = placed.iter().all(|b| !b.overlaps(&label))
+            && pixels
+                .iter()
+                .enumerate()
+                .all(|(j, &m)| j == i || !label.overlaps(&LabelBox::marker(m)));
+        if !clear {
+            continue;
+        }
+        placed.push(label);
         let font = (FAMILY, style::TICK).into_font().color(&style::TEXT);
         chart
             .draw_series(std::iter::once(
@@ -257,4 +275,24 @@ fn scatter<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Draw
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// A label's (or marker's) box in backend pixels: (left, top, right, bottom).
+struct LabelBox(i32, i32, i32, i32);
+
+impl LabelBox {
+    /// The box of `text` drawn at offset (10, -22) from the point, at the tick font's size
+    /// (about 0.6 em per character).
+    fn at((x, y): (i32, i32), text: &str) -> Self {
+        let w = (text.chars().count() as f64 * style::TICK as f64 * 0.6).ceil() as i32;
+        LabelBox(x + 10, y - 22, x + 10 + w, y - 22 + style::TICK as i32 + 2)
+    }
+
+    fn marker((x, y): (i32, i32)) -> Self {
+        LabelBox(x - 6, y - 6, x + 6, y + 6)
+    }
+
+    fn overlaps(&self, o: &LabelBox) -> bool {
+        self.0 < o.2 && o.0 < self.2 && self.1 < o.3 && o.1 < self.3
+    }
 }
