@@ -21,8 +21,9 @@
 
 use super::cpu_op::{host_alloc, host_copy, host_vec};
 use super::dense_cpu::Needs;
-use super::kernels::{col2im_image, im2col_image, Window};
+use super::kernels::{col2im_image, gemm, im2col_image, Window};
 use super::Batch;
+use ::gemm::Parallelism;
 use dfdx::prelude::*;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -41,47 +42,6 @@ thread_local! {
 /// its im2col matrix.
 fn identity(g: &Window) -> bool {
     g.k == 1 && g.stride == 1 && g.pad == 0
-}
-
-/// `dst (m x n, row stride ldd) = [dst +] A B` with A, B given by (row stride, column stride).
-/// Single-threaded (the callers parallelise over images).
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    a: &[f32],
-    (a_rs, a_cs): (usize, usize),
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
-) {
-    debug_assert!(dst.len() >= m * n);
-    debug_assert!(m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs);
-    debug_assert!(n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs);
-    // SAFETY: the asserts above bound every index the GEMM touches; dst is exclusively borrowed.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 /// Runs `f` with this thread's two scratch buffers resized to `a` and `b` floats.
@@ -135,11 +95,29 @@ pub fn forward_relu(
             }
             let acc = b.is_some();
             if identity(g) {
-                gemm((hw, out, patch), yn, acc, xn, (patch, 1), w, (out, 1));
+                gemm(
+                    Parallelism::None,
+                    (hw, out, patch),
+                    yn,
+                    acc,
+                    xn,
+                    (patch, 1),
+                    w,
+                    (out, 1),
+                );
             } else {
                 with_scratch(hw * patch, 0, |cols, _| {
                     im2col_image(xn, g, false, cols);
-                    gemm((hw, out, patch), yn, acc, cols, (patch, 1), w, (out, 1));
+                    gemm(
+                        Parallelism::None,
+                        (hw, out, patch),
+                        yn,
+                        acc,
+                        cols,
+                        (patch, 1),
+                        w,
+                        (out, 1),
+                    );
                 });
             }
             if let Some(mn) = mn {
@@ -230,10 +208,28 @@ pub fn backward_relu(
                 if identity(g) {
                     // C_n = X_n: dW += X_n^T G_n, dX_n += G_n W^T.
                     if with_w {
-                        gemm((patch, out, hw), aw, true, xn, (1, patch), gyn, (out, 1));
+                        gemm(
+                            Parallelism::None,
+                            (patch, out, hw),
+                            aw,
+                            true,
+                            xn,
+                            (1, patch),
+                            gyn,
+                            (out, 1),
+                        );
                     }
                     if let Some(gxn) = gxn {
-                        gemm((hw, patch, out), gxn, true, gyn, (out, 1), w, (1, out));
+                        gemm(
+                            Parallelism::None,
+                            (hw, patch, out),
+                            gxn,
+                            true,
+                            gyn,
+                            (out, 1),
+                            w,
+                            (1, out),
+                        );
                     }
                     continue;
                 }
@@ -245,10 +241,28 @@ pub fn backward_relu(
                 with_scratch(cols_len, dcols_len, |cols, dcols| {
                     if with_w {
                         im2col_image(xn, g, false, cols);
-                        gemm((patch, out, hw), aw, true, cols, (1, patch), gyn, (out, 1));
+                        gemm(
+                            Parallelism::None,
+                            (patch, out, hw),
+                            aw,
+                            true,
+                            cols,
+                            (1, patch),
+                            gyn,
+                            (out, 1),
+                        );
                     }
                     if let Some(gxn) = gxn {
-                        gemm((hw, patch, out), dcols, false, gyn, (out, 1), w, (1, out));
+                        gemm(
+                            Parallelism::None,
+                            (hw, patch, out),
+                            dcols,
+                            false,
+                            gyn,
+                            (out, 1),
+                            w,
+                            (1, out),
+                        );
                         col2im_image(dcols, g, false, gxn);
                     }
                 });

@@ -19,7 +19,9 @@
 //! any thread count.
 
 use super::cpu_op::{host_alloc, host_copy, host_vec};
+use super::kernels::gemm;
 use super::Batch;
+use ::gemm::Parallelism;
 use dfdx::prelude::*;
 
 /// Which gradients a layer's backward pass must produce.
@@ -38,54 +40,6 @@ impl Needs {
     }
 }
 
-/// `dst (m x n) = [dst +] A B` with `dst` row-major and A, B given by (row stride, column
-/// stride): `gemm::gemm` called exactly as dfdx's `Cpu` matmul calls it.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [f32],
-    accumulate: bool,
-    a: &[f32],
-    (a_rs, a_cs): (usize, usize),
-    b: &[f32],
-    (b_rs, b_cs): (usize, usize),
-) {
-    assert!(dst.len() >= m * n, "gemm: destination too short");
-    assert!(
-        m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs,
-        "gemm: left operand too short"
-    );
-    assert!(
-        n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs,
-        "gemm: right operand too short"
-    );
-    // SAFETY: the asserts above bound every index the GEMM reads or writes; dst is exclusively
-    // borrowed and does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(rayon::current_num_threads()),
-        )
-    }
-}
-
 /// Forward: `y = x w + b`, x (batch x inp), w (inp x out), b (out), y (batch x out) fully
 /// overwritten.
 pub fn forward(x: &[f32], w: &[f32], b: &[f32], (inp, out): (usize, usize), y: &mut [f32]) {
@@ -94,7 +48,16 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], (inp, out): (usize, usize), y: &
     debug_assert_eq!(x.len(), batch * inp);
     debug_assert_eq!(w.len(), inp * out);
     debug_assert_eq!(b.len(), out);
-    gemm((batch, out, inp), y, false, x, (inp, 1), w, (out, 1));
+    gemm(
+        Parallelism::Rayon(rayon::current_num_threads()),
+        (batch, out, inp),
+        y,
+        false,
+        x,
+        (inp, 1),
+        w,
+        (out, 1),
+    );
     for row in y.chunks_exact_mut(out.max(1)) {
         for (v, bj) in row.iter_mut().zip(b) {
             *v += *bj;
@@ -124,11 +87,29 @@ pub fn backward(
     }
     if let Some(gx) = gx {
         let w = w.expect("dense backward: dX needs the weight");
-        gemm((batch, inp, out), gx, true, gy, (out, 1), w, (1, out));
+        gemm(
+            Parallelism::Rayon(rayon::current_num_threads()),
+            (batch, inp, out),
+            gx,
+            true,
+            gy,
+            (out, 1),
+            w,
+            (1, out),
+        );
     }
     if let Some(gw) = gw {
         let x = x.expect("dense backward: dW needs the input");
-        gemm((inp, out, batch), gw, true, x, (1, inp), gy, (out, 1));
+        gemm(
+            Parallelism::Rayon(rayon::current_num_threads()),
+            (inp, out, batch),
+            gw,
+            true,
+            x,
+            (1, inp),
+            gy,
+            (out, 1),
+        );
     }
 }
 

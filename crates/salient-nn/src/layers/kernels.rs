@@ -8,6 +8,56 @@
 
 use rayon::prelude::*;
 
+/// `dst (m x n, row-major) = [dst +] A B`, with A and B given by (row stride, column stride):
+/// `gemm::gemm` called exactly as dfdx's `Cpu` matmul calls it, with the caller's parallelism
+/// (`None` where the caller already parallelises, e.g. over images).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    parallelism: gemm::Parallelism,
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [f32],
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+) {
+    assert!(dst.len() >= m * n, "gemm: destination too short");
+    assert!(
+        m == 0 || k == 0 || a.len() > (m - 1) * a_rs + (k - 1) * a_cs,
+        "gemm: left operand too short"
+    );
+    assert!(
+        n == 0 || k == 0 || b.len() > (k - 1) * b_rs + (n - 1) * b_cs,
+        "gemm: right operand too short"
+    );
+    // SAFETY: the asserts above bound every index the GEMM reads or writes; dst is exclusively
+    // borrowed and does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
 /// Geometry of a convolution or pooling window sliding over a channels-last batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
