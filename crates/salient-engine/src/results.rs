@@ -80,11 +80,10 @@ impl Results {
     /// Rewrite `results.csv` and `training.csv` (temp file + rename), rows in the spec's order
     /// of runs (a stable sort: each run's rows keep their order).
     pub fn flush(&mut self) -> Result<(), EngineError> {
-        let order = std::mem::take(&mut self.order);
+        let order = &self.order;
         let rank = |run: &str| order.iter().position(|r| r == run).unwrap_or(order.len());
         self.rows.sort_by_key(|r| rank(&r.run));
         self.curves.sort_by_key(|r| rank(&r.run));
-        self.order = order;
         write_csv(&self.dir.join("results.csv"), &self.rows)?;
         write_csv(&self.dir.join("training.csv"), &self.curves)
     }
