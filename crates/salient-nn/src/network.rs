@@ -226,16 +226,16 @@ impl<D: Device<f32>> Network<D> {
         };
         let mut i = 0;
         while i < self.layers.len() {
-            // A conv + relu pair runs as one op unless the conv's own output is tapped.
+            // A conv + relu (+ 2x2 max pool) chain runs as one op; a layer whose output is
+            // tapped ends the chain.
             let (head, rest) = self.layers.split_at_mut(i + 1);
-            let next = if taps.contains(&i) {
-                None
-            } else {
-                rest.first()
-            };
-            let (out, fused) = head[i].forward_fused(y, next, &mut ctx);
+            let mut open = 0;
+            while open < rest.len().min(2) && !taps.contains(&(i + open)) {
+                open += 1;
+            }
+            let (out, fused) = head[i].forward_fused(y, &rest[..open], &mut ctx);
             y = out;
-            let last = i + fused as usize;
+            let last = i + fused;
             for j in i..=last {
                 if taps.contains(&j) {
                     let (plain, tape) = y.split_tape();

@@ -10,8 +10,9 @@
 //! `Ctx::input_grad` is false, dW and db skipped when `Ctx::param_grad` is false). Elsewhere the im2col comes from `gather`, the product is a
 //! dfdx matmul and the bias a broadcast add.
 
+use super::conv_cpu::{self, Act};
 use super::kernels::Window;
-use super::{conv_cpu, gather, init, Batch, Ctx};
+use super::{gather, init, Batch, Ctx};
 use crate::Param;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
@@ -107,15 +108,16 @@ impl<D: Device<f32>> Conv<D> {
 
     /// (B, h*w*c) -> (B, ho*wo*out).
     pub fn forward<T: Tape<f32, D>>(&mut self, x: Batch<D, T>, ctx: &mut Ctx<D>) -> Batch<D, T> {
-        self.forward_act(x, ctx, false)
+        self.forward_act(x, ctx, Act::Linear)
     }
 
-    /// [`Conv::forward`], followed by relu when `relu` is set (fused into the CPU op).
+    /// [`Conv::forward`], followed by `act` (relu, or relu and 2x2/2 max pooling), fused into
+    /// the CPU op. Off the CPU the pooled form is not offered (see [`super::Layer::forward_fused`]).
     pub fn forward_act<T: Tape<f32, D>>(
         &mut self,
         x: Batch<D, T>,
         ctx: &mut Ctx<D>,
-        relu: bool,
+        act: Act,
     ) -> Batch<D, T> {
         let batch = x.shape().0;
         let g = self.window(batch);
@@ -123,7 +125,7 @@ impl<D: Device<f32>> Conv<D> {
         if ctx.fast_cpu() {
             let w = &ctx.params[self.weight].value;
             let b = self.bias.map(|b| &ctx.params[b].value);
-            return conv_cpu::conv(x, w, b, g, self.out, ctx.needs(), relu);
+            return conv_cpu::conv(x, w, b, g, self.out, ctx.needs(), act);
         }
         let w = ctx.params[self.weight]
             .value
@@ -139,10 +141,10 @@ impl<D: Device<f32>> Conv<D> {
             None => y,
         };
         let y = y.reshape_like(&(batch, g.ho() * g.wo() * self.out));
-        if relu {
-            y.relu()
-        } else {
-            y
+        match act {
+            Act::Linear => y,
+            Act::Relu => y.relu(),
+            Act::ReluMaxPool2 => unreachable!("pooling is fused on the CPU only"),
         }
     }
 }

@@ -22,6 +22,7 @@
 use super::cpu_op::{host_alloc, host_copy, host_vec};
 use super::dense_cpu::Needs;
 use super::kernels::{col2im_image, gemm, im2col_image, Window};
+use super::winograd;
 use super::Batch;
 use ::gemm::Parallelism;
 use dfdx::prelude::*;
@@ -65,6 +66,30 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Window, out: usize, 
     forward_relu(x, w, b, g, out, y, None);
 }
 
+/// How a convolution is computed on the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algo {
+    /// Winograd where [`winograd::supports`] the window, im2col otherwise.
+    Auto,
+    /// Per-image im2col + GEMM (any window).
+    Im2col,
+    /// Winograd F(4x4, 3x3) / F(2x2, 5x5) (stride 1, 3x3 or 5x5, at least 4 input channels).
+    Winograd,
+}
+
+impl Algo {
+    fn winograd(self, g: &Window) -> bool {
+        match self {
+            Algo::Auto => winograd::supports(g),
+            Algo::Im2col => false,
+            Algo::Winograd => {
+                assert!(winograd::supports(g), "Winograd does not support {g:?}");
+                true
+            }
+        }
+    }
+}
+
 /// [`forward`], then, when `mask` is given (one byte per output), relu in place:
 /// `y = max(y, 0)` (0 for NaN, like dfdx) and `mask = (y > 0)`, dfdx's relu derivative.
 pub fn forward_relu(
@@ -76,6 +101,40 @@ pub fn forward_relu(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
 ) {
+    forward_relu_with(Algo::Auto, x, w, b, g, out, y, mask);
+}
+
+/// [`forward_relu`] with the algorithm chosen by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_relu_with(
+    algo: Algo,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &Window,
+    out: usize,
+    y: &mut [f32],
+    mask: Option<&mut [u8]>,
+) {
+    forward_impl(algo, GROUPS, x, w, b, g, out, y, mask);
+}
+
+/// [`forward_relu_with`]; `groups` is the number of image groups of the Winograd path.
+#[allow(clippy::too_many_arguments)]
+fn forward_impl(
+    algo: Algo,
+    groups: usize,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &Window,
+    out: usize,
+    y: &mut [f32],
+    mask: Option<&mut [u8]>,
+) {
+    if algo.winograd(g) {
+        return winograd::forward_relu(x, w, b, g, out, y, mask, groups);
+    }
     let (hw, patch) = (g.ho() * g.wo(), g.patch());
     debug_assert_eq!(x.len(), g.batch * g.in_image());
     debug_assert_eq!(w.len(), patch * out);
@@ -161,12 +220,50 @@ pub fn backward_relu(
     gb: Option<&mut [f32]>,
     gx: Option<&mut [f32]>,
 ) {
+    backward_relu_with(Algo::Auto, x, w, g, out, gy, mask, gw, gb, gx);
+}
+
+/// [`backward_relu`] with the algorithm chosen by the caller (the one the forward used).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_relu_with(
+    algo: Algo,
+    x: &[f32],
+    w: &[f32],
+    g: &Window,
+    out: usize,
+    gy: &[f32],
+    mask: Option<&[u8]>,
+    gw: Option<&mut [f32]>,
+    gb: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
+) {
+    backward_impl(algo, GROUPS, x, w, g, out, gy, mask, gw, gb, gx);
+}
+
+/// [`backward_relu_with`] with the batch cut into `groups` groups for the reduction.
+#[allow(clippy::too_many_arguments)]
+fn backward_impl(
+    algo: Algo,
+    groups: usize,
+    x: &[f32],
+    w: &[f32],
+    g: &Window,
+    out: usize,
+    gy: &[f32],
+    mask: Option<&[u8]>,
+    gw: Option<&mut [f32]>,
+    gb: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
+) {
+    if algo.winograd(g) {
+        return winograd::backward_relu(x, w, g, out, gy, mask, gw, gb, gx, groups);
+    }
     let (hw, patch, img) = (g.ho() * g.wo(), g.patch(), g.in_image());
     debug_assert_eq!(gy.len(), g.batch * hw * out);
     if g.batch == 0 || (gw.is_none() && gb.is_none() && gx.is_none()) {
         return;
     }
-    let per = g.batch.div_ceil(GROUPS.min(g.batch));
+    let per = g.batch.div_ceil(groups.clamp(1, g.batch));
     let groups = g.batch.div_ceil(per);
     let gx_parts: Vec<Option<&mut [f32]>> = match gx {
         Some(gx) => gx.chunks_mut(per * img).map(Some).collect(),
@@ -287,11 +384,215 @@ pub fn backward_relu(
     }
 }
 
+/// What the fused CPU op applies after the convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    /// Nothing: the convolution's output.
+    Linear,
+    /// relu.
+    Relu,
+    /// relu, then 2x2 max pooling with stride 2 (floor size, as [`super::pool`]).
+    ReluMaxPool2,
+}
+
+/// relu then 2x2/2 max pooling of one image's convolution output `z` (ho x wo x out): `y` gets
+/// (ho/2 x wo/2 x out) values, `code` per output the position (ky*2 + kx) of the first maximum
+/// in scan order when that maximum is positive, else 255 (no gradient). Exactly what the
+/// separate relu and [`super::kernels::maxpool`] compute, and where their backward sends the
+/// gradient (a relu output of 0 passes none).
+fn relu_maxpool2(z: &[f32], (ho, wo, out): (usize, usize, usize), y: &mut [f32], code: &mut [u8]) {
+    let (ph, pw) = (ho / 2, wo / 2);
+    for py in 0..ph {
+        for px in 0..pw {
+            let o = (py * pw + px) * out;
+            let at = |k: usize| ((2 * py + k / 2) * wo + 2 * px + k % 2) * out;
+            let (yo, co) = (&mut y[o..o + out], &mut code[o..o + out]);
+            for (ci, (yv, cv)) in yo.iter_mut().zip(co.iter_mut()).enumerate() {
+                let relu = |v: f32| if v > 0.0 { v } else { 0.0 };
+                let (mut best, mut arg) = (relu(z[at(0) + ci]), 0u8);
+                for k in 1..4 {
+                    let v = relu(z[at(k) + ci]);
+                    if v > best {
+                        best = v;
+                        arg = k as u8;
+                    }
+                }
+                *yv = best;
+                *cv = if best > 0.0 { arg } else { u8::MAX };
+            }
+        }
+    }
+}
+
+/// The adjoint of [`relu_maxpool2`]: `gz` (ho x wo x out, overwritten) is zero except at each
+/// pooled output's code position, which gets that output's gradient.
+fn unpool2(gy: &[f32], code: &[u8], (ho, wo, out): (usize, usize, usize), gz: &mut [f32]) {
+    let (ph, pw) = (ho / 2, wo / 2);
+    gz.fill(0.0);
+    for py in 0..ph {
+        for px in 0..pw {
+            let o = (py * pw + px) * out;
+            for ci in 0..out {
+                let k = code[o + ci];
+                if k != u8::MAX {
+                    let k = k as usize;
+                    gz[((2 * py + k / 2) * wo + 2 * px + k % 2) * out + ci] = gy[o + ci];
+                }
+            }
+        }
+    }
+}
+
+/// Recycled host buffers for the pooled path's per-group convolution outputs (a mutex-guarded
+/// free list rather than a thread-local: rayon may run another group on this thread while a
+/// group waits inside the im2col forward's own parallel loop).
+static FULL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+fn take_full(len: usize) -> Vec<f32> {
+    let mut v = FULL
+        .lock()
+        .ok()
+        .and_then(|mut l| l.pop())
+        .unwrap_or_default();
+    v.resize(len, 0.0);
+    v
+}
+
+fn give_full(v: Vec<f32>) {
+    if let Ok(mut l) = FULL.lock() {
+        if l.len() < 2 * GROUPS {
+            l.push(v);
+        }
+    }
+}
+
+/// Forward of conv + relu + 2x2 max pooling: per image group, the convolution output is
+/// computed into a recycled buffer (never a batch-sized tensor) and pooled into `y`
+/// (B x (ho/2)(wo/2) out), with the backward's `code`s.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_pooled(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    g: &Window,
+    out: usize,
+    y: &mut [f32],
+    code: &mut [u8],
+) {
+    let (hw, img) = (g.ho() * g.wo(), g.in_image());
+    let pimg = (g.ho() / 2) * (g.wo() / 2) * out;
+    if g.batch == 0 {
+        return;
+    }
+    let per = g.batch.div_ceil(GROUPS.min(g.batch));
+    y.par_chunks_mut(per * pimg)
+        .zip(code.par_chunks_mut(per * pimg))
+        .zip(x.par_chunks(per * img))
+        .for_each(|((yg, cg), xg)| {
+            let images = xg.len() / img;
+            let gs = Window {
+                batch: images,
+                ..*g
+            };
+            let mut z = take_full(images * hw * out);
+            forward_impl(Algo::Auto, 1, xg, w, b, &gs, out, &mut z, None);
+            for n in 0..images {
+                relu_maxpool2(
+                    &z[n * hw * out..(n + 1) * hw * out],
+                    (g.ho(), g.wo(), out),
+                    &mut yg[n * pimg..(n + 1) * pimg],
+                    &mut cg[n * pimg..(n + 1) * pimg],
+                );
+            }
+            give_full(z);
+        });
+}
+
+/// Backward of [`forward_pooled`]: accumulates `gw`, `gb`, `gx` (each when given) from the
+/// pooled output gradient `gy`. Per image group the convolution-output gradient is rebuilt by
+/// [`unpool2`] and the group's dW and db partials are added in group order (deterministic for
+/// any thread count).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_pooled(
+    x: &[f32],
+    w: &[f32],
+    g: &Window,
+    out: usize,
+    gy: &[f32],
+    code: &[u8],
+    gw: Option<&mut [f32]>,
+    gb: Option<&mut [f32]>,
+    gx: Option<&mut [f32]>,
+) {
+    let (hw, img) = (g.ho() * g.wo(), g.in_image());
+    let pimg = (g.ho() / 2) * (g.wo() / 2) * out;
+    if g.batch == 0 || (gw.is_none() && gb.is_none() && gx.is_none()) {
+        return;
+    }
+    let per = g.batch.div_ceil(GROUPS.min(g.batch));
+    let groups = g.batch.div_ceil(per);
+    let gx_parts: Vec<Option<&mut [f32]>> = match gx {
+        Some(gx) => gx.chunks_mut(per * img).map(Some).collect(),
+        None => (0..groups).map(|_| None).collect(),
+    };
+    let w_len = if gw.is_some() { w.len() } else { 0 };
+    let b_len = if gb.is_some() { out } else { 0 };
+    let partials: Vec<Vec<f32>> = gx_parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(gi, gxg)| {
+            let first = gi * per;
+            let images = per.min(g.batch - first);
+            let gs = Window {
+                batch: images,
+                ..*g
+            };
+            let mut gz = take_full(images * hw * out);
+            for n in 0..images {
+                let p = (first + n) * pimg..(first + n + 1) * pimg;
+                unpool2(
+                    &gy[p.clone()],
+                    &code[p],
+                    (g.ho(), g.wo(), out),
+                    &mut gz[n * hw * out..(n + 1) * hw * out],
+                );
+            }
+            let mut acc = vec![0.0f32; w_len + b_len];
+            let (aw, ab) = acc.split_at_mut(w_len);
+            backward_impl(
+                Algo::Auto,
+                1,
+                &x[first * img..(first + images) * img],
+                w,
+                &gs,
+                out,
+                &gz,
+                None,
+                (w_len > 0).then_some(aw),
+                (b_len > 0).then_some(ab),
+                gxg,
+            );
+            give_full(gz);
+            acc
+        })
+        .collect();
+    let (mut gw, mut gb) = (gw, gb);
+    for p in &partials {
+        let (pw, pb) = p.split_at(w_len);
+        if let Some(gw) = gw.as_deref_mut() {
+            gw.iter_mut().zip(pw).for_each(|(a, v)| *a += *v);
+        }
+        if let Some(gb) = gb.as_deref_mut() {
+            gb.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
+        }
+    }
+}
+
 /// The convolution as one differentiable op on the CPU: `x` (B, h*w*c_in) -> (B, ho*wo*out),
-/// followed by relu when `relu` is set. `w` and `b` are the flat parameter tensors (their
-/// gradients land on their ids unless `needs.params` is false, which skips dW and db);
-/// `needs.input` false skips dX (x then gets no gradient entry from this op). Only call when
-/// `D` is `Cpu`.
+/// followed by `act` (relu; or relu and 2x2 max pooling, then (B, (ho/2)*(wo/2)*out)). `w` and
+/// `b` are the flat parameter tensors (their gradients land on their ids unless `needs.params`
+/// is false, which skips dW and db); `needs.input` false skips dX (x then gets no gradient
+/// entry from this op). Only call when `D` is `Cpu`.
 pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
     x: Batch<D, T>,
     w: &Tensor<(usize,), f32, D>,
@@ -299,26 +600,37 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
     g: Window,
     out: usize,
     needs: Needs,
-    relu: bool,
+    act: Act,
 ) -> Batch<D, T> {
     debug_assert!(super::cpu_op::is_cpu::<D>());
     let (x, mut tape) = x.contiguous().split_tape();
     let dev = x.device().clone();
-    let shape = (g.batch, g.ho() * g.wo() * out);
+    let pooled = act == Act::ReluMaxPool2;
+    let relu = act == Act::Relu;
+    let shape = if pooled {
+        (g.batch, (g.ho() / 2) * (g.wo() / 2) * out)
+    } else {
+        (g.batch, g.ho() * g.wo() * out)
+    };
     let wh = host_copy(w);
     let bh = b.map(host_copy);
     let mut y = host_alloc::<D>(&dev, shape.0 * shape.1);
-    let mut mask = if relu {
-        vec![0u8; shape.0 * shape.1]
-    } else {
+    // relu mask, or the pooled outputs' codes.
+    let mut mask = if act == Act::Linear {
         Vec::new()
+    } else {
+        vec![0u8; shape.0 * shape.1]
     };
     INPUT.with(|buf| {
         let mut xh = buf.borrow_mut();
         xh.resize(x.shape().num_elements(), 0.0);
         x.copy_into(&mut xh);
-        let m = relu.then_some(&mut mask[..]);
-        forward_relu(&xh, &wh, bh.as_deref(), &g, out, &mut y, m);
+        if pooled {
+            forward_pooled(&xh, &wh, bh.as_deref(), &g, out, &mut y, &mut mask);
+        } else {
+            let m = relu.then_some(&mut mask[..]);
+            forward_relu(&xh, &wh, bh.as_deref(), &g, out, &mut y, m);
+        }
     });
     let y = dev.tensor_from_vec(y, shape);
     if T::OWNS_TAPE && needs.any() {
@@ -350,17 +662,31 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
                 let mut xh = buf.borrow_mut();
                 xh.resize(x.shape().num_elements(), 0.0);
                 x.copy_into(&mut xh);
-                backward_relu(
-                    &xh,
-                    &wh,
-                    &g,
-                    out,
-                    &gy,
-                    relu.then_some(&mask[..]),
-                    gw.as_deref_mut(),
-                    gb.as_deref_mut(),
-                    gx.as_deref_mut(),
-                );
+                if pooled {
+                    backward_pooled(
+                        &xh,
+                        &wh,
+                        &g,
+                        out,
+                        &gy,
+                        &mask,
+                        gw.as_deref_mut(),
+                        gb.as_deref_mut(),
+                        gx.as_deref_mut(),
+                    );
+                } else {
+                    backward_relu(
+                        &xh,
+                        &wh,
+                        &g,
+                        out,
+                        &gy,
+                        relu.then_some(&mask[..]),
+                        gw.as_deref_mut(),
+                        gb.as_deref_mut(),
+                        gx.as_deref_mut(),
+                    );
+                }
             });
             *host_vec::<D>(grads.get_or_alloc_mut(&y_ghost)?) = gy;
             if let Some(gw) = gw {
@@ -452,14 +778,30 @@ mod tests {
 
     /// Padding, stride with leftovers, the 1x1 identity path, a batch not divisible into the
     /// 16 reduction groups, c_in = 1.
-    const CASES: [Case; 6] = [
+    /// The last four take the Winograd path under `Algo::Auto`: 3x3 with padding and partial
+    /// tiles, 5x5 with padding, 3x3 without padding (the Ismail network's second layer
+    /// shape, smaller), 5x5 giving a single output per image.
+    const CASES: [Case; 10] = [
         (3, 7, 6, 4, 3, 2, 1, 2),
         (1, 8, 8, 5, 5, 1, 2, 3),
         (4, 5, 5, 3, 1, 1, 0, 2),
         (2, 6, 5, 3, 1, 2, 0, 2),
         (2, 5, 5, 2, 3, 1, 0, 37),
         (3, 4, 4, 2, 4, 1, 0, 1),
+        (4, 9, 9, 5, 3, 1, 1, 3),
+        (8, 10, 7, 6, 5, 1, 2, 19),
+        (32, 12, 12, 16, 3, 1, 0, 5),
+        (6, 5, 5, 4, 5, 1, 0, 2),
     ];
+
+    /// The algorithms a case can run with.
+    fn algos(g: &Window) -> Vec<Algo> {
+        if winograd::supports(g) {
+            vec![Algo::Im2col, Algo::Winograd]
+        } else {
+            vec![Algo::Im2col]
+        }
+    }
 
     #[test]
     fn forward_and_backward_match_naive_loops() {
@@ -479,42 +821,69 @@ mod tests {
             let b = uniform(s + 2, out);
             let gy = uniform(s + 3, batch * g.ho() * g.wo() * out);
             let (y_ref, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gy);
-            let mut y = vec![f32::NAN; y_ref.len()];
-            forward(&x, &wt, Some(&b), &g, out, &mut y);
-            assert_close(&y, &y_ref, &format!("case {ci} y"));
-            // Gradients accumulate: start from 1 and subtract it again.
-            let (mut gw, mut gb, mut gx) =
-                (vec![1.0; wt.len()], vec![1.0; out], vec![1.0; x.len()]);
-            backward(
-                &x,
-                &wt,
-                &g,
-                out,
-                &gy,
-                Some(&mut gw),
-                Some(&mut gb),
-                Some(&mut gx),
-            );
-            let minus1 = |v: Vec<f32>| v.into_iter().map(|a| a - 1.0).collect::<Vec<_>>();
-            assert_close(&minus1(gw), &gw_ref, &format!("case {ci} dW"));
-            assert_close(&minus1(gb), &gb_ref, &format!("case {ci} db"));
-            assert_close(&minus1(gx.clone()), &gx_ref, &format!("case {ci} dX"));
-            // Without bias and without dX: the same dW, the output without b.
-            let mut y0 = vec![f32::NAN; y_ref.len()];
-            forward(&x, &wt, None, &g, out, &mut y0);
-            let y0_ref: Vec<f64> = y_ref
-                .iter()
-                .enumerate()
-                .map(|(i, v)| v - b[i % out] as f64)
-                .collect();
-            assert_close(&y0, &y0_ref, &format!("case {ci} y without bias"));
-            let mut gw2 = vec![0.0; wt.len()];
-            backward(&x, &wt, &g, out, &gy, Some(&mut gw2), None, None);
-            assert_close(&gw2, &gw_ref, &format!("case {ci} dW without dX"));
-            // dX alone (no dW, no db): bit-identical to dX computed with them.
-            let mut gx2 = vec![1.0; x.len()];
-            backward(&x, &wt, &g, out, &gy, None, None, Some(&mut gx2));
-            assert_eq!(gx2, gx, "case {ci} dX without dW and db");
+            for algo in algos(&g) {
+                let ci = format!("{ci} ({algo:?})");
+                let mut y = vec![f32::NAN; y_ref.len()];
+                forward_relu_with(algo, &x, &wt, Some(&b), &g, out, &mut y, None);
+                assert_close(&y, &y_ref, &format!("case {ci} y"));
+                // Gradients accumulate: start from 1 and subtract it again.
+                let (mut gw, mut gb, mut gx) =
+                    (vec![1.0; wt.len()], vec![1.0; out], vec![1.0; x.len()]);
+                backward_relu_with(
+                    algo,
+                    &x,
+                    &wt,
+                    &g,
+                    out,
+                    &gy,
+                    None,
+                    Some(&mut gw),
+                    Some(&mut gb),
+                    Some(&mut gx),
+                );
+                let minus1 = |v: Vec<f32>| v.into_iter().map(|a| a - 1.0).collect::<Vec<_>>();
+                assert_close(&minus1(gw), &gw_ref, &format!("case {ci} dW"));
+                assert_close(&minus1(gb), &gb_ref, &format!("case {ci} db"));
+                assert_close(&minus1(gx.clone()), &gx_ref, &format!("case {ci} dX"));
+                // Without bias and without dX: the same dW, the output without b.
+                let mut y0 = vec![f32::NAN; y_ref.len()];
+                forward_relu_with(algo, &x, &wt, None, &g, out, &mut y0, None);
+                let y0_ref: Vec<f64> = y_ref
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| v - b[i % out] as f64)
+                    .collect();
+                assert_close(&y0, &y0_ref, &format!("case {ci} y without bias"));
+                let mut gw2 = vec![0.0; wt.len()];
+                backward_relu_with(
+                    algo,
+                    &x,
+                    &wt,
+                    &g,
+                    out,
+                    &gy,
+                    None,
+                    Some(&mut gw2),
+                    None,
+                    None,
+                );
+                assert_close(&gw2, &gw_ref, &format!("case {ci} dW without dX"));
+                // dX alone (no dW, no db): bit-identical to dX computed with them.
+                let mut gx2 = vec![1.0; x.len()];
+                backward_relu_with(
+                    algo,
+                    &x,
+                    &wt,
+                    &g,
+                    out,
+                    &gy,
+                    None,
+                    None,
+                    None,
+                    Some(&mut gx2),
+                );
+                assert_eq!(gx2, gx, "case {ci} dX without dW and db");
+            }
         }
     }
 
@@ -544,26 +913,144 @@ mod tests {
                 .map(|(g, z)| if *z > 0.0 { *g } else { 0.0 })
                 .collect();
             let (_, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gy_masked);
-            let (mut y, mut mask) = (vec![f32::NAN; z.len()], vec![7u8; z.len()]);
-            forward_relu(&x, &wt, Some(&b), &g, out, &mut y, Some(&mut mask));
-            assert_close(&y, &y_ref, &format!("case {ci} relu(y)"));
-            assert!(mask.iter().all(|m| *m <= 1), "mask is 0/1");
+            for algo in algos(&g) {
+                let ci = format!("{ci} ({algo:?})");
+                let (mut y, mut mask) = (vec![f32::NAN; z.len()], vec![7u8; z.len()]);
+                forward_relu_with(algo, &x, &wt, Some(&b), &g, out, &mut y, Some(&mut mask));
+                assert_close(&y, &y_ref, &format!("case {ci} relu(y)"));
+                assert!(mask.iter().all(|m| *m <= 1), "mask is 0/1");
+                let (mut gw, mut gb, mut gx) =
+                    (vec![0.0; wt.len()], vec![0.0; out], vec![0.0; x.len()]);
+                backward_relu_with(
+                    algo,
+                    &x,
+                    &wt,
+                    &g,
+                    out,
+                    &gy,
+                    Some(&mask),
+                    Some(&mut gw),
+                    Some(&mut gb),
+                    Some(&mut gx),
+                );
+                assert_close(&gw, &gw_ref, &format!("case {ci} relu dW"));
+                assert_close(&gb, &gb_ref, &format!("case {ci} relu db"));
+                assert_close(&gx, &gx_ref, &format!("case {ci} relu dX"));
+            }
+        }
+    }
+
+    /// conv + relu + 2x2/2 max pooling in one op against the naive loops: relu and pooling of
+    /// the f64 reference (floor size for odd outputs), and the reference backward of the
+    /// gradient routed to each window's maximum when it is positive. Both algorithms (the
+    /// 3x3/5x5 cases pool Winograd output), odd and even output sizes.
+    #[test]
+    fn fused_relu_maxpool_matches_the_reference() {
+        const POOL_CASES: [Case; 5] = [
+            (1, 8, 8, 5, 5, 1, 2, 3),
+            (4, 9, 9, 5, 3, 1, 1, 3),
+            (32, 12, 12, 16, 3, 1, 0, 5),
+            (8, 10, 7, 6, 5, 1, 2, 19),
+            (3, 7, 6, 4, 3, 2, 1, 2),
+        ];
+        for (ci, &(c, h, w, out, k, stride, pad, batch)) in POOL_CASES.iter().enumerate() {
+            let g = Window {
+                batch,
+                h,
+                w,
+                c,
+                k,
+                stride,
+                pad,
+            };
+            let (ho, wo) = (g.ho(), g.wo());
+            let (ph, pw) = (ho / 2, wo / 2);
+            let s = ci as u64 * 10 + 7;
+            let x = uniform(s, batch * g.in_image());
+            let wt = uniform(s + 1, g.patch() * out);
+            let b = uniform(s + 2, out);
+            let gp = uniform(s + 3, batch * ph * pw * out);
+            let zero = vec![0.0f32; batch * ho * wo * out];
+            let (z, _, _, _) = reference(&x, &wt, &b, &g, out, &zero);
+            let mut y_ref = vec![0.0f64; gp.len()];
+            let mut gz = vec![0.0f32; z.len()];
+            for n in 0..batch {
+                for py in 0..ph {
+                    for px in 0..pw {
+                        for co in 0..out {
+                            let at = |ky: usize, kx: usize| {
+                                ((n * ho + 2 * py + ky) * wo + 2 * px + kx) * out + co
+                            };
+                            let cands = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                            let best = cands
+                                .into_iter()
+                                .max_by(|a, b| z[*a].total_cmp(&z[*b]))
+                                .expect("four candidates");
+                            let o = ((n * ph + py) * pw + px) * out + co;
+                            y_ref[o] = z[best].max(0.0);
+                            if z[best] > 0.0 {
+                                gz[best] = gp[o];
+                            }
+                        }
+                    }
+                }
+            }
+            let (_, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gz);
+            let mut y = vec![f32::NAN; gp.len()];
+            let mut code = vec![0u8; gp.len()];
+            forward_pooled(&x, &wt, Some(&b), &g, out, &mut y, &mut code);
+            assert_close(&y, &y_ref, &format!("case {ci} pooled y"));
             let (mut gw, mut gb, mut gx) =
                 (vec![0.0; wt.len()], vec![0.0; out], vec![0.0; x.len()]);
-            backward_relu(
+            backward_pooled(
                 &x,
                 &wt,
                 &g,
                 out,
-                &gy,
-                Some(&mask),
+                &gp,
+                &code,
                 Some(&mut gw),
                 Some(&mut gb),
                 Some(&mut gx),
             );
-            assert_close(&gw, &gw_ref, &format!("case {ci} relu dW"));
-            assert_close(&gb, &gb_ref, &format!("case {ci} relu db"));
-            assert_close(&gx, &gx_ref, &format!("case {ci} relu dX"));
+            assert_close(&gw, &gw_ref, &format!("case {ci} pooled dW"));
+            assert_close(&gb, &gb_ref, &format!("case {ci} pooled db"));
+            assert_close(&gx, &gx_ref, &format!("case {ci} pooled dX"));
+            // The same numbers as the separate relu and max-pool kernels (im2col windows:
+            // bit-identical, as the per-image GEMMs are the same calls).
+            if !winograd::supports(&g) {
+                let mut yf = vec![0.0; z.len()];
+                let mut mask = vec![0u8; z.len()];
+                forward_relu(&x, &wt, Some(&b), &g, out, &mut yf, Some(&mut mask));
+                let pg = Window {
+                    batch,
+                    h: ho,
+                    w: wo,
+                    c: out,
+                    k: 2,
+                    stride: 2,
+                    pad: 0,
+                };
+                let mut yp = vec![0.0; gp.len()];
+                let mut arg = vec![0u32; gp.len()];
+                super::super::kernels::maxpool(&yf, &pg, &mut yp, &mut arg);
+                assert_eq!(yp, y, "case {ci}: fused vs separate forward");
+                let mut gyf = vec![0.0; z.len()];
+                super::super::kernels::maxpool_backward(&gp, &arg, &pg, &mut gyf);
+                let mut gx2 = vec![0.0; x.len()];
+                backward_relu(
+                    &x,
+                    &wt,
+                    &g,
+                    out,
+                    &gyf,
+                    Some(&mask),
+                    None,
+                    None,
+                    Some(&mut gx2),
+                );
+                assert_eq!(gx2, gx, "case {ci}: fused vs separate dX");
+            }
         }
     }
 

@@ -22,11 +22,13 @@ pub mod init;
 pub mod kernels;
 pub mod pool;
 pub mod residual;
+pub mod winograd;
 
 use crate::{Mode, NnError, Param};
 use activation::Activation;
 use batchnorm::BatchNorm;
 use conv::Conv;
+use conv_cpu::Act;
 use dense::Dense;
 use dfdx::prelude::*;
 use dropout::Dropout;
@@ -335,27 +337,36 @@ impl<D: Device<f32>> Layer<D> {
         y
     }
 
-    /// Runs this layer and, when `next` is a relu that [`Layer::fuses_relu`] allows, that relu
-    /// too (one fused op on the CPU). Returns the output and whether `next` was consumed.
+    /// Runs this layer and, on the CPU, the layers of `next` that fuse into it: a convolution
+    /// followed by relu runs as one op, and followed by relu then a 2x2 max pooling of stride 2
+    /// as one op too. Returns the output and how many layers of `next` were consumed. The
+    /// caller passes in `next` only layers whose own outputs nobody asked to see.
     pub fn forward_fused<T: Tape<f32, D>>(
         &mut self,
         x: Batch<D, T>,
-        next: Option<&Layer<D>>,
+        next: &[Layer<D>],
         ctx: &mut Ctx<D>,
-    ) -> (Batch<D, T>, bool) {
+    ) -> (Batch<D, T>, usize) {
         match self {
-            Layer::Conv(c) if Self::fuses_relu(next) && ctx.fast_cpu() => {
-                let y = c.forward_act(x, ctx, true);
+            Layer::Conv(c) if Self::fuses_relu(next.first()) && ctx.fast_cpu() => {
+                let pool = Self::fuses_pool(next.get(1));
+                let act = if pool { Act::ReluMaxPool2 } else { Act::Relu };
+                let y = c.forward_act(x, ctx, act);
                 ctx.passed_params();
-                (y, true)
+                (y, 1 + pool as usize)
             }
-            _ => (self.forward(x, ctx), false),
+            _ => (self.forward(x, ctx), 0),
         }
     }
 
     /// Whether `next` is a plain relu (fusable into a preceding convolution).
     fn fuses_relu(next: Option<&Layer<D>>) -> bool {
         matches!(next, Some(Layer::Activation(Activation::Relu)))
+    }
+
+    /// Whether `next` is a 2x2 max pooling of stride 2 (fusable after conv + relu).
+    fn fuses_pool(next: Option<&Layer<D>>) -> bool {
+        matches!(next, Some(Layer::Pool(p)) if p.max && p.size == 2 && p.stride == 2)
     }
 
     /// Whether this layer holds parameters (after it, activations depend on them).
