@@ -4,12 +4,14 @@
 //! `nn.Sequential` state dict, `layers.{i}.weight` ...), its compiled layers, and a ChaCha8
 //! generator for dropout, so that training is bit-identical for the same seed.
 
-use crate::layers::{build_error, Batch, Ctx, Layer};
+use crate::layers::{build_error, cpu_op, Batch, Ctx, Layer};
 use crate::{Mode, NnError, Param};
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use salient_ir::{ModelDef, Shape};
+use std::sync::Arc;
 
 /// ChaCha stream of the initialisation generator (the dropout generator uses stream 1;
 /// `reinit_layer(i, seed)` uses stream 2 + i).
@@ -18,10 +20,74 @@ const DROPOUT_STREAM: u64 = 1;
 
 /// The fixed first op `(x - mean) / std` per channel, as `x * scale + shift` over the
 /// channels-last features; `None` for the identity (mean 0, std 1).
+///
+/// y[b, i] = x[b, i] * scale[i] + shift[i],  dL/dx[b, i] = scale[i] * dL/dy[b, i].
+/// On the CPU (unless the network is `portable`) this is one op over the rows in parallel
+/// ([`affine_rows`], [`scale_rows_into`]); elsewhere two broadcast dfdx ops. Both round the
+/// product, then the sum (no fused multiply-add): bit-identical, forward and backward.
 #[derive(Clone, Debug)]
 struct Normalize<D: Device<f32>> {
     scale: Tensor<(usize,), f32, D>,
     shift: Tensor<(usize,), f32, D>,
+    /// Host copies of `scale` and `shift` for the CPU op.
+    host_scale: Arc<[f32]>,
+    host_shift: Arc<[f32]>,
+}
+
+impl<D: Device<f32>> Normalize<D> {
+    /// x * scale + shift per row; `fast` selects the CPU op (ignored unless the device is the
+    /// CPU).
+    fn apply<T: Tape<f32, D>>(&self, x: Batch<D, T>, fast: bool) -> Batch<D, T> {
+        let shape = *x.shape();
+        if fast && cpu_op::is_cpu::<D>() {
+            let scale = self.host_scale.clone();
+            return cpu_op::cpu_op(
+                x,
+                shape,
+                |x, y| affine_rows(x, y, &self.host_scale, &self.host_shift),
+                move |_, gy, gx| scale_rows_into(gy, gx, &scale),
+            );
+        }
+        x * self.scale.clone().broadcast_like::<_, Axis<0>>(&shape)
+            + self.shift.clone().broadcast_like::<_, Axis<0>>(&shape)
+    }
+}
+
+/// Rows in one rayon task of the normalisation kernels.
+const NORMALIZE_ROWS: usize = 16;
+
+/// Forward kernel: y[r, i] = x[r, i] * scale[i] + shift[i] for every row r of `scale.len()`.
+fn affine_rows(x: &[f32], y: &mut [f32], scale: &[f32], shift: &[f32]) {
+    let f = scale.len();
+    if f == 0 {
+        return;
+    }
+    y.par_chunks_mut(f * NORMALIZE_ROWS)
+        .zip(x.par_chunks(f * NORMALIZE_ROWS))
+        .for_each(|(y, x)| {
+            for (y, x) in y.chunks_exact_mut(f).zip(x.chunks_exact(f)) {
+                for (((y, &x), &s), &t) in y.iter_mut().zip(x).zip(scale).zip(shift) {
+                    *y = x * s + t;
+                }
+            }
+        });
+}
+
+/// Backward kernel: gx[r, i] += scale[i] * gy[r, i].
+fn scale_rows_into(gy: &[f32], gx: &mut [f32], scale: &[f32]) {
+    let f = scale.len();
+    if f == 0 {
+        return;
+    }
+    gx.par_chunks_mut(f * NORMALIZE_ROWS)
+        .zip(gy.par_chunks(f * NORMALIZE_ROWS))
+        .for_each(|(gx, gy)| {
+            for (gx, gy) in gx.chunks_exact_mut(f).zip(gy.chunks_exact(f)) {
+                for ((gx, &gy), &s) in gx.iter_mut().zip(gy).zip(scale) {
+                    *gx += s * gy;
+                }
+            }
+        });
 }
 
 #[derive(Clone, Debug)]
@@ -140,8 +206,10 @@ impl<D: Device<f32>> Network<D> {
         let scale: Vec<f32> = (0..numel).map(|i| 1.0 / at(std, i)).collect();
         let shift: Vec<f32> = (0..numel).map(|i| -at(mean, i) / at(std, i)).collect();
         Ok(Some(Normalize {
-            scale: dev.tensor_from_vec(scale, (numel,)),
-            shift: dev.tensor_from_vec(shift, (numel,)),
+            scale: dev.tensor_from_vec(scale.clone(), (numel,)),
+            shift: dev.tensor_from_vec(shift.clone(), (numel,)),
+            host_scale: scale.into(),
+            host_shift: shift.into(),
         }))
     }
 
@@ -199,11 +267,9 @@ impl<D: Device<f32>> Network<D> {
             self.def.input,
             shape.1
         );
+        let fast = !self.portable && cpu_op::is_cpu::<D>();
         let normalize = |x: Batch<D, T>| match &self.normalize {
-            Some(n) => {
-                x * n.scale.clone().broadcast_like::<_, Axis<0>>(&shape)
-                    + n.shift.clone().broadcast_like::<_, Axis<0>>(&shape)
-            }
+            Some(n) => n.apply(x, fast),
             None => x,
         };
         let mut y = if self.input_grad {
@@ -345,5 +411,48 @@ impl<D: Device<f32>> Network<D> {
     /// the CPU. For tests and benchmarks; the results agree with the CPU kernels.
     pub fn set_portable(&mut self, portable: bool) {
         self.portable = portable;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn cpu_normalisation_is_bit_identical_to_the_broadcast_ops() {
+        let dev = Cpu::default();
+        let input = Shape::Image { c: 3, h: 2, w: 3 };
+        let n = Network::normalize(input, &[0.1, 0.5, 0.9], &[0.3, 0.25, 0.7], &dev)
+            .unwrap()
+            .expect("not the identity");
+        // 37 rows: not a multiple of the rows per task.
+        let (b, f) = (37, input.numel());
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let xv: Vec<f32> = (0..b * f).map(|_| rng.gen()).collect();
+        let wv: Vec<f32> = (0..b * f).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let run = |fast: bool| {
+            let x = dev.tensor_from_vec(xv.clone(), (b, f));
+            let w = dev.tensor_from_vec(wv.clone(), (b, f));
+            let y = n.apply(x.leaky_trace(), fast);
+            let yv = y.retaped::<NoneTape>().as_vec();
+            let grads = (y * w).sum().backward();
+            (yv, grads.get(&x).as_vec())
+        };
+        let (y_ref, g_ref) = run(false);
+        let (y, g) = run(true);
+        assert_eq!(bits(&y), bits(&y_ref));
+        assert_eq!(bits(&g), bits(&g_ref));
+        // Feature i of a row is channel i % 3: (x - mean) / std up to rounding.
+        let (mean, std) = ([0.1f32, 0.5, 0.9], [0.3f32, 0.25, 0.7]);
+        for (i, (y, x)) in y.iter().zip(&xv).enumerate() {
+            let ch = i % f % 3;
+            assert!((y - (x - mean[ch]) / std[ch]).abs() < 1e-5);
+            assert_eq!(g[i], wv[i] * (1.0 / std[ch]));
+        }
     }
 }

@@ -22,8 +22,8 @@
 use super::cpu_op::{host_alloc, host_copy, host_vec};
 use super::dense_cpu::Needs;
 use super::kernels::{col2im_image, gemm, im2col_image, Window};
-use super::winograd;
 use super::Batch;
+use super::{conv_c1, winograd};
 use ::gemm::Parallelism;
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -75,18 +75,40 @@ pub enum Algo {
     Im2col,
     /// Winograd F(4x4, 3x3) / F(2x2, 5x5) (stride 1, 3x3 or 5x5, at least 4 input channels).
     Winograd,
+    /// Direct loops for one input channel, stride 1 ([`conv_c1`]; dX through im2col).
+    Direct,
 }
 
 impl Algo {
-    fn winograd(self, g: &Window) -> bool {
+    /// The algorithm that runs for window `g`: `Auto` resolved (Winograd, else Direct, else
+    /// im2col); an explicit choice is checked against `g`.
+    fn resolve(self, g: &Window) -> Algo {
         match self {
-            Algo::Auto => winograd::supports(g),
-            Algo::Im2col => false,
+            Algo::Auto if winograd::supports(g) => Algo::Winograd,
+            Algo::Auto if conv_c1::supports(g) => Algo::Direct,
+            Algo::Auto => Algo::Im2col,
             Algo::Winograd => {
                 assert!(winograd::supports(g), "Winograd does not support {g:?}");
-                true
+                Algo::Winograd
             }
+            Algo::Direct => {
+                assert!(
+                    conv_c1::supports(g),
+                    "the direct path does not support {g:?}"
+                );
+                Algo::Direct
+            }
+            Algo::Im2col => Algo::Im2col,
         }
+    }
+}
+
+/// relu in place, `mask = (y > 0)` (0 for NaN, like dfdx).
+fn relu_mask(y: &mut [f32], mask: &mut [u8]) {
+    for (v, m) in y.iter_mut().zip(mask.iter_mut()) {
+        let pos = *v > 0.0;
+        *v = if pos { *v } else { 0.0 };
+        *m = pos as u8;
     }
 }
 
@@ -132,8 +154,16 @@ fn forward_impl(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
 ) {
-    if algo.winograd(g) {
-        return winograd::forward_relu(x, w, b, g, out, y, mask, groups);
+    match algo.resolve(g) {
+        Algo::Winograd => return winograd::forward_relu(x, w, b, g, out, y, mask, groups),
+        Algo::Direct => {
+            conv_c1::forward(x, w, b, g, out, y);
+            if let Some(mask) = mask {
+                relu_mask(y, mask);
+            }
+            return;
+        }
+        _ => {}
     }
     let (hw, patch) = (g.ho() * g.wo(), g.patch());
     debug_assert_eq!(x.len(), g.batch * g.in_image());
@@ -255,8 +285,30 @@ fn backward_impl(
     gb: Option<&mut [f32]>,
     gx: Option<&mut [f32]>,
 ) {
-    if algo.winograd(g) {
-        return winograd::backward_relu(x, w, g, out, gy, mask, gw, gb, gx, groups);
+    match algo.resolve(g) {
+        Algo::Winograd => {
+            return winograd::backward_relu(x, w, g, out, gy, mask, gw, gb, gx, groups)
+        }
+        Algo::Direct => {
+            let masked: Vec<f32>;
+            let gy = match mask {
+                Some(m) => {
+                    masked = gy
+                        .iter()
+                        .zip(m)
+                        .map(|(v, m)| if *m != 0 { *v } else { 0.0 })
+                        .collect();
+                    &masked[..]
+                }
+                None => gy,
+            };
+            conv_c1::backward_params(x, g, out, gy, gw, gb, groups);
+            if gx.is_some() {
+                backward_impl(Algo::Im2col, groups, x, w, g, out, gy, None, None, None, gx);
+            }
+            return;
+        }
+        _ => {}
     }
     let (hw, patch, img) = (g.ho() * g.wo(), g.patch(), g.in_image());
     debug_assert_eq!(gy.len(), g.batch * hw * out);
@@ -778,10 +830,11 @@ mod tests {
 
     /// Padding, stride with leftovers, the 1x1 identity path, a batch not divisible into the
     /// 16 reduction groups, c_in = 1.
-    /// The last four take the Winograd path under `Algo::Auto`: 3x3 with padding and partial
+    /// Cases 6-9 take the Winograd path under `Algo::Auto`: 3x3 with padding and partial
     /// tiles, 5x5 with padding, 3x3 without padding (the Ismail network's second layer
-    /// shape, smaller), 5x5 giving a single output per image.
-    const CASES: [Case; 10] = [
+    /// shape, smaller), 5x5 giving a single output per image; cases 1 and 10 (one input
+    /// channel, stride 1) the direct path.
+    const CASES: [Case; 11] = [
         (3, 7, 6, 4, 3, 2, 1, 2),
         (1, 8, 8, 5, 5, 1, 2, 3),
         (4, 5, 5, 3, 1, 1, 0, 2),
@@ -792,15 +845,19 @@ mod tests {
         (8, 10, 7, 6, 5, 1, 2, 19),
         (32, 12, 12, 16, 3, 1, 0, 5),
         (6, 5, 5, 4, 5, 1, 0, 2),
+        (1, 6, 7, 8, 3, 1, 0, 4),
     ];
 
     /// The algorithms a case can run with.
     fn algos(g: &Window) -> Vec<Algo> {
+        let mut a = vec![Algo::Im2col];
         if winograd::supports(g) {
-            vec![Algo::Im2col, Algo::Winograd]
-        } else {
-            vec![Algo::Im2col]
+            a.push(Algo::Winograd);
         }
+        if conv_c1::supports(g) {
+            a.push(Algo::Direct);
+        }
+        a
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub(crate) fn host_copy<D: Device<f32>>(t: &Tensor<(usize,), f32, D>) -> Vec<f32
 }
 
 thread_local! {
-    /// Reused host copy of an op's input, so that no step allocates (and page-faults) it anew.
+    /// Reused host copy of an op's input, so that no step allocates (and page-faults) it anew;
+    /// its length is the largest input seen on this thread (an op uses a prefix).
     static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
@@ -78,9 +79,16 @@ where
     let mut out = host_alloc::<D>(x.device(), out_shape.num_elements());
     let saved = SCRATCH.with(|scratch| {
         let mut xin = scratch.borrow_mut();
-        xin.resize(x.shape().num_elements(), 0.0);
-        x.copy_into(&mut xin);
-        forward(&xin, &mut out)
+        // Grow only: ops of different sizes share the scratch, and `resize` to a larger length
+        // would zero-fill the difference on every call (e.g. 18 MB per step before a maxpool
+        // that follows a smaller op), only for `copy_into` to overwrite it.
+        let n = x.shape().num_elements();
+        if xin.len() < n {
+            xin.resize(n, 0.0);
+        }
+        let xin = &mut xin[..n];
+        x.copy_into(xin);
+        forward(xin, &mut out)
     });
     let out = x.device().tensor_from_vec(out, out_shape);
     if T::OWNS_TAPE {

@@ -10,6 +10,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_c1;
 pub mod conv_cpu;
 pub mod cpu_op;
 pub mod dense;
@@ -384,8 +385,8 @@ impl<D: Device<f32>> Layer<D> {
             Layer::Pool(p) => p.forward(x, ctx),
             Layer::Dense(d) => d.forward(x, ctx),
             Layer::Activation(a) => a.forward(x),
-            Layer::Flatten(f) => f.forward(x),
-            Layer::Dropout(d) => d.forward(x, ctx.mode, ctx.rng),
+            Layer::Flatten(f) => f.forward(x, ctx),
+            Layer::Dropout(d) => d.forward(x, ctx),
             Layer::BatchNorm(b) => b.forward(x, ctx),
             Layer::Residual(r) => r.forward(x, ctx),
         }
