@@ -14,7 +14,7 @@
 //! path (it is needed only when the input itself needs a gradient). The weight-gradient sums are
 //! deterministic: per image group in image order, then the group partials in group order.
 
-use super::kernels::Window;
+use super::kernels::{add_partials, avx2, Window};
 use rayon::prelude::*;
 
 /// Whether the direct path applies: one input channel, stride 1.
@@ -287,18 +287,6 @@ mod avx2_build {
     }
 }
 
-/// Whether this CPU runs the AVX2 builds (checked once by the standard library's cache).
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Forward: `y[n] = conv(x[n], w) + b` for every image (`y` fully overwritten), with `w`
 /// (k*k, out) row-major. Only for windows where [`supports`] holds.
 pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, g: &Window, out: usize, y: &mut [f32]) {
@@ -361,16 +349,7 @@ pub fn backward_params(
             acc
         })
         .collect();
-    let (mut gw, mut gb) = (gw, gb);
-    for p in &partials {
-        let (pw, pb) = p.split_at(w_len);
-        if let Some(gw) = gw.as_deref_mut() {
-            gw.iter_mut().zip(pw).for_each(|(a, v)| *a += *v);
-        }
-        if let Some(gb) = gb.as_deref_mut() {
-            gb.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
-        }
-    }
+    add_partials(&partials, w_len, gw, gb);
 }
 
 #[cfg(test)]

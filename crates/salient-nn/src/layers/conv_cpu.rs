@@ -21,7 +21,7 @@
 
 use super::cpu_op::{host_alloc, host_copy, host_vec};
 use super::dense_cpu::Needs;
-use super::kernels::{col2im_image, gemm, im2col_image, Window};
+use super::kernels::{add_partials, col2im_image, gemm, im2col_image, Window};
 use super::Batch;
 use super::{conv_c1, winograd};
 use ::gemm::Parallelism;
@@ -419,21 +419,7 @@ fn backward_impl(
             acc
         })
         .collect();
-    let (mut gw, mut gb) = (gw, gb);
-    for p in &partials {
-        let (pw, pb) = p.split_at(w_len);
-        if let Some(gw) = gw.as_deref_mut() {
-            debug_assert_eq!(gw.len(), patch * out);
-            for (a, v) in gw.iter_mut().zip(pw) {
-                *a += *v;
-            }
-        }
-        if let Some(gb) = gb.as_deref_mut() {
-            for (a, v) in gb.iter_mut().zip(pb) {
-                *a += *v;
-            }
-        }
-    }
+    add_partials(&partials, w_len, gw, gb);
 }
 
 /// What the fused CPU op applies after the convolution.
@@ -628,16 +614,7 @@ pub fn backward_pooled(
             acc
         })
         .collect();
-    let (mut gw, mut gb) = (gw, gb);
-    for p in &partials {
-        let (pw, pb) = p.split_at(w_len);
-        if let Some(gw) = gw.as_deref_mut() {
-            gw.iter_mut().zip(pw).for_each(|(a, v)| *a += *v);
-        }
-        if let Some(gb) = gb.as_deref_mut() {
-            gb.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
-        }
-    }
+    add_partials(&partials, w_len, gw, gb);
 }
 
 /// The convolution as one differentiable op on the CPU: `x` (B, h*w*c_in) -> (B, ho*wo*out),

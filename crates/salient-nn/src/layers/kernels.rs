@@ -58,6 +58,39 @@ pub fn gemm(
     }
 }
 
+/// Adds per-group partial sums, in group order, into the destinations given: each partial is
+/// `[dW (w_len floats) | db]`. The fixed order makes the sums bit-identical for any thread
+/// count.
+pub fn add_partials(
+    partials: &[Vec<f32>],
+    w_len: usize,
+    mut gw: Option<&mut [f32]>,
+    mut gb: Option<&mut [f32]>,
+) {
+    for p in partials {
+        let (pw, pb) = p.split_at(w_len);
+        if let Some(gw) = gw.as_deref_mut() {
+            gw.iter_mut().zip(pw).for_each(|(a, v)| *a += *v);
+        }
+        if let Some(gb) = gb.as_deref_mut() {
+            gb.iter_mut().zip(pb).for_each(|(a, v)| *a += *v);
+        }
+    }
+}
+
+/// Whether this CPU runs the AVX2 + FMA builds of the convolution kernels (the standard
+/// library caches the answer).
+pub fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Geometry of a convolution or pooling window sliding over a channels-last batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {

@@ -32,7 +32,7 @@
 //! buffers, and the group partials of dU are summed in group order, so results are bit-identical
 //! for any thread count.
 
-use super::kernels::{gemm, Window};
+use super::kernels::{add_partials, avx2, gemm, Window};
 use ::gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -231,23 +231,25 @@ fn transform_2d(l: &Mat, x: &[f32], xs: usize, out: &mut [f32], os: usize, c: us
 }
 
 /// The per-tile transform: [`transform_2d`] for a fixed-size matrix, 8 channels at a time in
-/// registers (then one at a time for the rest). Bit-identical to [`transform_2d`].
+/// registers (then one at a time for the rest). Grid element (a, b) of `x` starts at
+/// `a * rs + b * ps` (a gathered tile: `rs = LA * ps`; a window read straight from an image:
+/// `rs` = the image's row stride, `ps` = its pixel stride). Bit-identical to [`transform_2d`].
 #[inline(always)]
 fn tile_transform<const LI: usize, const LA: usize>(
     l: &[[f32; LA]; LI],
     x: &[f32],
-    xs: usize,
+    (rs, ps): (usize, usize),
     out: &mut [f32],
     os: usize,
     c: usize,
 ) {
     let mut c0 = 0;
     while c0 + 8 <= c {
-        lanes::<LI, LA, 8>(l, x, xs, out, os, c0);
+        lanes::<LI, LA, 8>(l, x, (rs, ps), out, os, c0);
         c0 += 8;
     }
     while c0 < c {
-        lanes::<LI, LA, 1>(l, x, xs, out, os, c0);
+        lanes::<LI, LA, 1>(l, x, (rs, ps), out, os, c0);
         c0 += 1;
     }
 }
@@ -257,7 +259,7 @@ fn tile_transform<const LI: usize, const LA: usize>(
 fn lanes<const LI: usize, const LA: usize, const W: usize>(
     l: &[[f32; LA]; LI],
     x: &[f32],
-    xs: usize,
+    (rs, ps): (usize, usize),
     out: &mut [f32],
     os: usize,
     c0: usize,
@@ -266,7 +268,7 @@ fn lanes<const LI: usize, const LA: usize, const W: usize>(
     for b in 0..LA {
         let mut col = [[0.0f32; W]; LA];
         for (a, v) in col.iter_mut().enumerate() {
-            v.copy_from_slice(&x[(a * LA + b) * xs + c0..][..W]);
+            v.copy_from_slice(&x[a * rs + b * ps + c0..][..W]);
         }
         for (t, row) in tmp.iter_mut().zip(l) {
             let mut acc = [0.0f32; W];
@@ -431,7 +433,14 @@ fn input_transform<const M: usize>(
                 if interior {
                     // The window is a strided sub-grid of the image: transform it in place.
                     let base = ((y0 as usize) * g.w + x0 as usize) * c;
-                    transform_rows::<M>(fx, &img[base..], g.w * c, c, &mut v[tile * c..], t * c);
+                    tile_transform(
+                        &fx.bt,
+                        &img[base..],
+                        (g.w * c, c),
+                        &mut v[tile * c..],
+                        t * c,
+                        c,
+                    );
                     continue;
                 }
                 for a in 0..ALPHA {
@@ -446,71 +455,8 @@ fn input_transform<const M: usize>(
                     row[lo * c..hi * c].copy_from_slice(&img[src..src + (hi - lo) * c]);
                     row[hi * c..].fill(0.0);
                 }
-                tile_transform(&fx.bt, d, c, &mut v[tile * c..], t * c, c);
+                tile_transform(&fx.bt, d, (ALPHA * c, c), &mut v[tile * c..], t * c, c);
             }
-        }
-    }
-}
-
-/// [`tile_transform`] with B^T of a window read straight from the image: rows `row_stride`
-/// floats apart, pixels `c` apart.
-#[inline(always)]
-fn transform_rows<const M: usize>(
-    fx: &Fixed<M>,
-    x: &[f32],
-    row_stride: usize,
-    c: usize,
-    out: &mut [f32],
-    os: usize,
-) {
-    // Same arithmetic as tile_transform over a gathered window, without the gather.
-    let mut c0 = 0;
-    while c0 + 8 <= c {
-        strided_lanes::<8>(&fx.bt, x, row_stride, c, out, os, c0);
-        c0 += 8;
-    }
-    while c0 < c {
-        strided_lanes::<1>(&fx.bt, x, row_stride, c, out, os, c0);
-        c0 += 1;
-    }
-}
-
-/// [`lanes`] for an alpha x alpha window whose rows are `rs` floats apart and pixels `ps`.
-#[inline(always)]
-fn strided_lanes<const W: usize>(
-    l: &[[f32; ALPHA]; ALPHA],
-    x: &[f32],
-    rs: usize,
-    ps: usize,
-    out: &mut [f32],
-    os: usize,
-    c0: usize,
-) {
-    let mut tmp = [[[0.0f32; W]; ALPHA]; ALPHA];
-    for b in 0..ALPHA {
-        let mut col = [[0.0f32; W]; ALPHA];
-        for (a, v) in col.iter_mut().enumerate() {
-            v.copy_from_slice(&x[a * rs + b * ps + c0..][..W]);
-        }
-        for (t, row) in tmp.iter_mut().zip(l) {
-            let mut acc = [0.0f32; W];
-            for (k, v) in row.iter().zip(&col) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a += *k * *x;
-                }
-            }
-            t[b] = acc;
-        }
-    }
-    for (i, t) in tmp.iter().enumerate() {
-        for (j, row) in l.iter().enumerate() {
-            let mut acc = [0.0f32; W];
-            for (k, v) in row.iter().zip(t) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a += *k * *x;
-                }
-            }
-            out[(i * ALPHA + j) * os + c0..][..W].copy_from_slice(&acc);
         }
     }
 }
@@ -558,7 +504,14 @@ fn forward_group<const M: usize>(
         for ty in 0..tl.ty {
             for tx in 0..tl.tx {
                 let tile = n * tl.tiles() + ty * tl.tx + tx;
-                tile_transform(&fx.at, &mm[tile * out..], t * out, tile_buf, out, out);
+                tile_transform(
+                    &fx.at,
+                    &mm[tile * out..],
+                    (ALPHA * t * out, t * out),
+                    tile_buf,
+                    out,
+                    out,
+                );
                 let (vy, vx) = tl.valid(ty, tx);
                 for p in 0..vy {
                     for q in 0..vx {
@@ -636,13 +589,14 @@ fn backward_group<const M: usize>(
                 let (vy, vx) = tl.valid(ty, tx);
                 if vy == M && vx == M {
                     let o = (ty * M * g.wo() + tx * M) * out;
-                    strided_grad::<M>(
-                        fx,
+                    let strides = (g.wo() * out, out);
+                    tile_transform(
+                        &fx.a,
                         &gyn[o..],
-                        g.wo() * out,
-                        out,
+                        strides,
                         &mut gm[tile * out..],
                         t * out,
+                        out,
                     );
                     continue;
                 }
@@ -653,7 +607,14 @@ fn backward_group<const M: usize>(
                         tile_buf[(p * M + q) * out..][..out].copy_from_slice(&gyn[o..o + out]);
                     }
                 }
-                tile_transform(&fx.a, tile_buf, out, &mut gm[tile * out..], t * out, out);
+                tile_transform(
+                    &fx.a,
+                    tile_buf,
+                    (M * out, out),
+                    &mut gm[tile * out..],
+                    t * out,
+                    out,
+                );
             }
         }
     }
@@ -697,7 +658,7 @@ fn backward_group<const M: usize>(
             for ty in 0..tl.ty {
                 for tx in 0..tl.tx {
                     let tile = n * tl.tiles() + ty * tl.tx + tx;
-                    tile_transform(&fx.b, &v[tile * c..], t * c, dd, c, c);
+                    tile_transform(&fx.b, &v[tile * c..], (ALPHA * t * c, t * c), dd, c, c);
                     let (y0, x0) = tl.origin(ty, tx);
                     let (lo, hi) = tl.inside(x0);
                     if hi == lo {
@@ -715,80 +676,6 @@ fn backward_group<const M: usize>(
                 }
             }
         }
-    }
-}
-
-/// gM = A G_Y A^T of a full output tile read straight from the (masked) output gradient: rows
-/// `rs` floats apart, pixels `ps` apart. Same arithmetic as [`tile_transform`] with A.
-#[inline(always)]
-fn strided_grad<const M: usize>(
-    fx: &Fixed<M>,
-    gy: &[f32],
-    rs: usize,
-    ps: usize,
-    out: &mut [f32],
-    os: usize,
-) {
-    let mut c0 = 0;
-    while c0 + 8 <= ps {
-        strided_grad_lanes::<M, 8>(&fx.a, gy, rs, ps, out, os, c0);
-        c0 += 8;
-    }
-    while c0 < ps {
-        strided_grad_lanes::<M, 1>(&fx.a, gy, rs, ps, out, os, c0);
-        c0 += 1;
-    }
-}
-
-/// [`lanes`] with LI = alpha, LA = M over a strided M x M window.
-#[inline(always)]
-fn strided_grad_lanes<const M: usize, const W: usize>(
-    l: &[[f32; M]; ALPHA],
-    x: &[f32],
-    rs: usize,
-    ps: usize,
-    out: &mut [f32],
-    os: usize,
-    c0: usize,
-) {
-    let mut tmp = [[[0.0f32; W]; M]; ALPHA];
-    for b in 0..M {
-        let mut col = [[0.0f32; W]; M];
-        for (a, v) in col.iter_mut().enumerate() {
-            v.copy_from_slice(&x[a * rs + b * ps + c0..][..W]);
-        }
-        for (t, row) in tmp.iter_mut().zip(l) {
-            let mut acc = [0.0f32; W];
-            for (k, v) in row.iter().zip(&col) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a += *k * *x;
-                }
-            }
-            t[b] = acc;
-        }
-    }
-    for (i, t) in tmp.iter().enumerate() {
-        for (j, row) in l.iter().enumerate() {
-            let mut acc = [0.0f32; W];
-            for (k, v) in row.iter().zip(t) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a += *k * *x;
-                }
-            }
-            out[(i * ALPHA + j) * os + c0..][..W].copy_from_slice(&acc);
-        }
-    }
-}
-
-/// Whether this CPU runs the AVX2 + FMA builds of the group kernels (checked once).
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 
@@ -969,14 +856,8 @@ fn backward_m<const M: usize>(
         })
         .collect();
     let mut du_total = vec![0.0f32; du_len];
-    let (mut gw, mut gb) = (gw, gb);
-    for p in &partials {
-        let (pu, pb) = p.split_at(du_len);
-        add(&mut du_total, pu);
-        if let Some(gb) = gb.as_deref_mut() {
-            add(gb, pb);
-        }
-    }
+    add_partials(&partials, du_len, Some(&mut du_total), gb);
+    let mut gw = gw;
     if let Some(gw) = gw.as_deref_mut() {
         let cc = c * out;
         let mut dw = vec![0.0f32; g.k * g.k * cc];
