@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also compute the gradient w.r.t. the input batch in the same backward pass",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for weights, data and dropout (default 0)")
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where to train (default cpu); with cuda the timing is bracketed by torch.cuda.synchronize()",
+    )
     return parser.parse_args(argv)
 
 
@@ -136,22 +142,29 @@ def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    model = build_model(args.model)
+    device = torch.device(args.device)
+    model = build_model(args.model).to(device)
     model.train()  # dropout active, as on the Rust side
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     loss_fn = nn.CrossEntropyLoss()
 
     generator = torch.Generator().manual_seed(args.seed)
-    x = torch.rand((args.batch, *IMAGE_SHAPE), generator=generator)  # uniform in [0, 1)
-    y = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator)
+    x = torch.rand((args.batch, *IMAGE_SHAPE), generator=generator).to(device)  # uniform in [0, 1)
+    y = torch.randint(0, NUM_CLASSES, (args.batch,), generator=generator).to(device)
     x.requires_grad_(args.input_grad)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     for _ in range(args.warmup):
         train_step(model, optimizer, loss_fn, x, y, args.input_grad)
 
+    sync()
     start = time.perf_counter()
     for _ in range(args.steps):
         loss = train_step(model, optimizer, loss_fn, x, y, args.input_grad)
+    sync()
     seconds = time.perf_counter() - start
 
     final_loss = float(loss.item())
@@ -162,6 +175,7 @@ def run(args: argparse.Namespace) -> dict:
 
     return {
         "impl": "pytorch",
+        "device": args.device,
         "model": args.model,
         "batch": args.batch,
         "steps": args.steps,

@@ -1,7 +1,9 @@
 //! Training throughput of a salient network on the CPU, for comparison with PyTorch.
 //!
 //! `cargo run --release -p salient-nn --example throughput -- --model quickstart|ismail
-//!  --batch 128 --steps N [--warmup W] [--input-grad] [--portable] [--phases] [--no-cache]`
+//!  --batch 128 --steps N [--warmup W] [--input-grad] [--portable] [--phases] [--no-cache]
+//!  [--device cpu|cuda]` (`cuda` needs the `cuda` feature; the timing then ends with a
+//!  device synchronisation)
 //!
 //! Trains N steps of plain SGD (p -= lr * g, lr 0.01) with cross-entropy on random inputs in
 //! [0, 1] and random labels, after W warm-up steps, and prints one JSON line:
@@ -27,6 +29,7 @@ struct Args {
     portable: bool,
     phases: bool,
     no_cache: bool,
+    device: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +42,7 @@ fn parse_args() -> Result<Args, String> {
         portable: false,
         phases: false,
         no_cache: false,
+        device: "cpu".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -56,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
             "--portable" => a.portable = true,
             "--phases" => a.phases = true,
             "--no-cache" => a.no_cache = true,
+            "--device" => a.device = value("--device")?,
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
@@ -112,17 +117,17 @@ struct Phases {
     update: Duration,
 }
 
-fn step(
-    net: &mut Network<Cpu>,
-    x: &Tensor<(usize, usize), f32, Cpu>,
-    y: &Tensor<(usize, usize), f32, Cpu>,
+fn step<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Tensor<(usize, usize), f32, D>,
+    y: &Tensor<(usize, usize), f32, D>,
     input_grad: bool,
     ph: &mut Phases,
 ) -> f32 {
     let t0 = Instant::now();
     let logits = net.forward(x.clone().traced(Gradients::leaky()), Mode::Train);
     let loss = cross_entropy_with_logits_loss(logits, y.clone());
-    let value = loss.array();
+    let value = loss.as_vec()[0];
     let t1 = Instant::now();
     let grads = loss.backward();
     if input_grad {
@@ -155,13 +160,39 @@ fn main() {
     });
     let def =
         model_def(&args.model, Shape::Image { c: 1, h: 28, w: 28 }, layers).expect("valid model");
-    let dev = Cpu::default();
-    // dfdx's allocation cache reuses freed buffers of the same size across steps instead of
-    // returning them to the OS (large buffers would otherwise be page-faulted in every step).
-    if !args.no_cache {
-        dev.enable_cache();
+    match args.device.as_str() {
+        "cpu" => {
+            let dev = Cpu::default();
+            // dfdx's allocation cache reuses freed buffers of the same size across steps instead
+            // of returning them to the OS (large buffers would otherwise be page-faulted in every
+            // step).
+            if !args.no_cache {
+                dev.enable_cache();
+            }
+            measure(&args, &def, &dev)
+        }
+        #[cfg(feature = "cuda")]
+        "cuda" => {
+            let dev = Cuda::default();
+            if !args.no_cache {
+                dev.enable_cache();
+            }
+            measure(&args, &def, &dev)
+        }
+        other => {
+            eprintln!("throughput: device `{other}` is not available in this build");
+            std::process::exit(2)
+        }
     }
-    let mut net = Network::new(&def, &[0.1307], &[0.3081], 0, &dev).expect("network builds");
+}
+
+/// Trains `args.steps` timed steps on `dev` and prints the JSON line.
+fn measure<D: Device<f32> + dfdx::tensor::Synchronize>(
+    args: &Args,
+    def: &salient_ir::ModelDef,
+    dev: &D,
+) {
+    let mut net = Network::new(def, &[0.1307], &[0.3081], 0, dev).expect("network builds");
     net.set_portable(args.portable);
     // Like PyTorch with an input that does not require grad: without --input-grad the network
     // skips d loss / d x (the first convolution's dX).
@@ -181,12 +212,14 @@ fn main() {
     for _ in 0..args.warmup {
         step(&mut net, &x, &y, args.input_grad, &mut ph);
     }
+    dev.synchronize();
     let mut ph = Phases::default();
     let start = Instant::now();
     let mut last = 0.0;
     for _ in 0..args.steps {
         last = step(&mut net, &x, &y, args.input_grad, &mut ph);
     }
+    dev.synchronize();
     let secs = start.elapsed().as_secs_f64();
     let ms = |d: Duration| 1e3 * d.as_secs_f64() / args.steps as f64;
     let extra = if args.phases {
@@ -202,7 +235,8 @@ fn main() {
         String::new()
     };
     println!(
-        "{{\"impl\":\"salient\",\"model\":\"{}\",\"batch\":{},\"steps\":{},\"input_grad\":{},\"img_per_s\":{:.1}{}}}",
+        "{{\"impl\":\"salient\",\"device\":\"{}\",\"model\":\"{}\",\"batch\":{},\"steps\":{},\"input_grad\":{},\"img_per_s\":{:.1}{}}}",
+        args.device,
         args.model,
         args.batch,
         args.steps,

@@ -68,13 +68,29 @@ impl Dropout {
             );
         }
         let shape = *x.shape();
-        let keep = 1.0 / (1.0 - self.p);
-        let mask: Vec<f32> = (0..shape.0 * shape.1)
-            .map(|_| if rng.gen::<f32>() < self.p { 0.0 } else { keep })
-            .collect();
+        let mask = draw_mask(shape.0 * shape.1, self.p, rng);
         let mask = x.device().tensor_from_vec(mask, shape);
         x * mask
     }
+}
+
+/// The multipliers (0 or 1 / (1 - p)) of `n` elements, drawn from `rng` in parallel chunks yet
+/// identical to `n` sequential draws, leaving `rng` where those draws would (as
+/// [`dropout_forward`]): the mask the portable path (CUDA) uploads.
+pub fn draw_mask(n: usize, p: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let scale = 1.0 / (1.0 - p);
+    let start = rng.get_word_pos();
+    let mut mask = vec![0.0f32; n];
+    let from: &ChaCha8Rng = rng;
+    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(i, m)| {
+        let mut r = from.clone();
+        r.set_word_pos(start + (i * CHUNK) as u128);
+        for v in m.iter_mut() {
+            *v = multiplier(r.gen::<f32>() >= p, scale);
+        }
+    });
+    rng.set_word_pos(start + n as u128);
+    mask
 }
 
 /// The multiplier of a kept (`true`) or dropped element: 1 / (1 - p) or 0.
@@ -195,6 +211,23 @@ mod tests {
                 .iter()
                 .zip(&x)
                 .all(|(y, x)| *y == 0.0 || *y == x * scale));
+        }
+    }
+
+    /// The portable path's mask: the same values as the sequential draw, the generator left at
+    /// the same place.
+    #[test]
+    fn parallel_mask_is_the_sequential_mask() {
+        for (p, n) in [(0.25f32, 3 * CHUNK + 17), (0.5, 5)] {
+            let mut seq = ChaCha8Rng::seed_from_u64(9);
+            let _ = seq.gen::<u32>();
+            let mut par = seq.clone();
+            let scale = 1.0 / (1.0 - p);
+            let want: Vec<f32> = (0..n)
+                .map(|_| if seq.gen::<f32>() < p { 0.0 } else { scale })
+                .collect();
+            assert_eq!(draw_mask(n, p, &mut par), want);
+            assert_eq!(par, seq, "generator state after {n} draws");
         }
     }
 
