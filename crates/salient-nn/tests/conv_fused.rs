@@ -114,3 +114,64 @@ fn without_input_grad_parameter_gradients_are_identical() {
     assert!(!gx_without, "no input gradient when disabled");
     assert_eq!(with, without, "parameter gradients are bit-identical");
 }
+
+/// The Winograd and direct kernels have a plain build and an AVX2 build chosen at run time; both
+/// are the same source and must give the same bits (Rust never fuses a multiply and an add on
+/// its own). A training step of a network that uses both paths (1-channel 5x5 first layer:
+/// direct; 3x3 and 5x5 layers on 8 channels: Winograd; conv+relu+pool fused) is run with each
+/// build: loss, input gradient and every parameter gradient are bit-identical. (On a CPU without
+/// AVX2 both runs take the plain build and the test is trivially true.)
+#[test]
+fn plain_and_avx2_builds_of_the_kernels_agree_bit_for_bit() {
+    use dfdx::prelude::*;
+    use salient_ir::{Layer, Shape};
+    use salient_nn::layers::infer::model_def;
+    use salient_nn::layers::kernels::force_plain_build;
+    use salient_nn::{Mode, Network};
+    let conv = |out, kernel, padding| Layer::Conv {
+        out,
+        kernel,
+        stride: 1,
+        padding,
+    };
+    let layers = vec![
+        conv(8, 5, 2),
+        Layer::Relu,
+        Layer::MaxPool { size: 2, stride: 2 },
+        conv(12, 3, 1),
+        Layer::Relu,
+        conv(9, 5, 2),
+        Layer::Relu,
+        Layer::MaxPool { size: 2, stride: 2 },
+        Layer::Flatten,
+        Layer::Dense { out: 10 },
+    ];
+    let def = model_def("k", Shape::Image { c: 1, h: 14, w: 14 }, layers).unwrap();
+    let dev = Cpu::default();
+    let b = 5;
+    let x: Vec<f32> = (0..b * 196).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
+    let mut onehot = vec![0.0f32; b * 10];
+    for i in 0..b {
+        onehot[i * 10 + (i * 3) % 10] = 1.0;
+    }
+    let step = |plain: bool| {
+        force_plain_build(plain);
+        let mut net = Network::new(&def, &[0.5], &[0.25], 1, &dev).unwrap();
+        let xt = dev.tensor_from_vec(x.clone(), (b, 196));
+        let y = dev.tensor_from_vec(onehot.clone(), (b, 10));
+        let logits = net.forward(xt.clone().traced(Gradients::leaky()), Mode::Train);
+        let loss = cross_entropy_with_logits_loss(logits, y);
+        let value = loss.array();
+        let grads = loss.backward();
+        let mut all = vec![value];
+        all.extend(grads.get(&xt).as_vec());
+        for p in net.params() {
+            all.extend(grads.get(&p.value).as_vec());
+        }
+        force_plain_build(false);
+        all.into_iter().map(f32::to_bits).collect::<Vec<_>>()
+    };
+    let (plain, fast) = (step(true), step(false));
+    assert_eq!(plain.len(), fast.len());
+    assert!(plain == fast, "plain and AVX2 builds differ");
+}

@@ -79,8 +79,11 @@ pub fn add_partials(
 }
 
 /// Whether this CPU runs the AVX2 + FMA builds of the convolution kernels (the standard
-/// library caches the answer).
+/// library caches the answer). [`force_plain_build`] turns them off (for tests).
 pub fn avx2() -> bool {
+    if PLAIN.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
@@ -89,6 +92,14 @@ pub fn avx2() -> bool {
     {
         false
     }
+}
+
+static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes [`avx2`] answer false (`true`) or ask the CPU again (`false`): the plain build of the
+/// kernels then runs everywhere. For tests that compare the two builds; process-wide.
+pub fn force_plain_build(on: bool) {
+    PLAIN.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Geometry of a convolution or pooling window sliding over a channels-last batch.
