@@ -149,13 +149,21 @@ fn plain_and_avx2_builds_of_the_kernels_agree_bit_for_bit() {
     let def = model_def("k", Shape::Image { c: 1, h: 14, w: 14 }, layers).unwrap();
     let dev = Cpu::default();
     let b = 5;
-    let x: Vec<f32> = (0..b * 196).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
+    let x: Vec<f32> = (0..b * 196)
+        .map(|i| ((i * 37 % 101) as f32) / 101.0)
+        .collect();
     let mut onehot = vec![0.0f32; b * 10];
     for i in 0..b {
         onehot[i * 10 + (i * 3) % 10] = 1.0;
     }
     let step = |plain: bool| {
         force_plain_build(plain);
+        if plain {
+            assert!(
+                !salient_nn::layers::kernels::avx2(),
+                "the plain build is forced"
+            );
+        }
         let mut net = Network::new(&def, &[0.5], &[0.25], 1, &dev).unwrap();
         let xt = dev.tensor_from_vec(x.clone(), (b, 196));
         let y = dev.tensor_from_vec(onehot.clone(), (b, 10));
