@@ -554,7 +554,7 @@ fn backward_group<const M: usize>(
     mask: Option<&[u8]>,
     du: &mut [f32],
     db: &mut [f32],
-    mut gxg: Option<&mut [f32]>,
+    gxg: Option<&mut [f32]>,
     s: &mut Scratch,
 ) {
     let (g, c, out, xi) = (&tl.g, tl.g.c, tl.out, ALPHA * ALPHA);
@@ -638,7 +638,7 @@ fn backward_group<const M: usize>(
             );
         }
     }
-    if let (Some(gxg), Some(u)) = (gxg.as_deref_mut(), u) {
+    if let (Some(gxg), Some(u)) = (gxg, u) {
         // dV[ξ] = gM[ξ] U[ξ]^T (into v), then dd = B dV B^T added into dX.
         for e in 0..xi {
             gemm(
@@ -857,8 +857,7 @@ fn backward_m<const M: usize>(
         .collect();
     let mut du_total = vec![0.0f32; du_len];
     add_partials(&partials, du_len, Some(&mut du_total), gb);
-    let mut gw = gw;
-    if let Some(gw) = gw.as_deref_mut() {
+    if let Some(gw) = gw {
         let cc = c * out;
         let mut dw = vec![0.0f32; g.k * g.k * cc];
         transform_2d(&tl.tf.gt, &du_total, cc, &mut dw, cc, cc);
