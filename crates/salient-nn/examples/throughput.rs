@@ -71,43 +71,12 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn layers(model: &str) -> Result<Vec<Layer>, String> {
-    use Layer::*;
-    let conv = |out, kernel, padding| Conv {
-        out,
-        kernel,
-        stride: 1,
-        padding,
-    };
-    match model {
-        "quickstart" => Ok(vec![
-            conv(16, 5, 2),
-            Relu,
-            MaxPool { size: 2, stride: 2 },
-            conv(32, 5, 2),
-            Relu,
-            MaxPool { size: 2, stride: 2 },
-            Flatten,
-            Dense { out: 128 },
-            Relu,
-            Dense { out: 10 },
-        ]),
-        "ismail" => Ok(vec![
-            conv(32, 3, 0),
-            Relu,
-            conv(64, 3, 0),
-            Relu,
-            MaxPool { size: 2, stride: 2 },
-            Dropout { p: 0.25 },
-            Flatten,
-            Dense { out: 128 },
-            Relu,
-            Dropout { p: 0.5 },
-            Dense { out: 10 },
-        ]),
-        other => Err(format!(
-            "unknown model `{other}` (expected quickstart or ismail)"
-        )),
-    }
+    salient_nn::bench_models::layers(model).ok_or_else(|| {
+        format!(
+            "unknown model `{model}` (expected {})",
+            salient_nn::bench_models::NAMES.join(" or ")
+        )
+    })
 }
 
 #[derive(Default)]

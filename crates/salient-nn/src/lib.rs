@@ -1,5 +1,6 @@
 //! salient-nn: runtime-shaped layers on dfdx (stable Rust), networks built from the IR,
 //! optimizers and safetensors checkpoints.
+pub mod bench_models;
 pub mod checkpoint;
 pub mod error;
 pub mod layers;

@@ -12,44 +12,12 @@ use salient_ir::{Layer, Shape};
 use salient_nn::layers::infer::model_def;
 use salient_nn::{Mode, Network};
 
-fn conv(out: usize, kernel: usize, padding: usize) -> Layer {
-    Layer::Conv {
-        out,
-        kernel,
-        stride: 1,
-        padding,
-    }
-}
-
 fn quickstart() -> Vec<Layer> {
-    vec![
-        conv(16, 5, 2),
-        Layer::Relu,
-        Layer::MaxPool { size: 2, stride: 2 },
-        conv(32, 5, 2),
-        Layer::Relu,
-        Layer::MaxPool { size: 2, stride: 2 },
-        Layer::Flatten,
-        Layer::Dense { out: 128 },
-        Layer::Relu,
-        Layer::Dense { out: 10 },
-    ]
+    salient_nn::bench_models::layers("quickstart").expect("known model")
 }
 
 fn ismail() -> Vec<Layer> {
-    vec![
-        conv(32, 3, 0),
-        Layer::Relu,
-        conv(64, 3, 0),
-        Layer::Relu,
-        Layer::MaxPool { size: 2, stride: 2 },
-        Layer::Dropout { p: 0.25 },
-        Layer::Flatten,
-        Layer::Dense { out: 128 },
-        Layer::Relu,
-        Layer::Dropout { p: 0.5 },
-        Layer::Dense { out: 10 },
-    ]
+    salient_nn::bench_models::layers("ismail").expect("known model")
 }
 
 /// (loss, logits, parameter gradients by name, input gradient) of one train-mode step.
