@@ -21,7 +21,9 @@
 
 use super::cpu_op::{host_alloc, host_copy, host_vec};
 use super::dense_cpu::Needs;
-use super::kernels::{add_partials, col2im_image, gemm, im2col_image, Window};
+use super::kernels::{
+    add_partials, col2im_image, gemm, im2col_image, masked_grad, relu_mask, Window,
+};
 use super::Batch;
 use super::{conv_c1, winograd};
 use ::gemm::Parallelism;
@@ -103,15 +105,6 @@ impl Algo {
     }
 }
 
-/// relu in place, `mask = (y > 0)` (0 for NaN, like dfdx).
-fn relu_mask(y: &mut [f32], mask: &mut [u8]) {
-    for (v, m) in y.iter_mut().zip(mask.iter_mut()) {
-        let pos = *v > 0.0;
-        *v = if pos { *v } else { 0.0 };
-        *m = pos as u8;
-    }
-}
-
 /// [`forward`], then, when `mask` is given (one byte per output), relu in place:
 /// `y = max(y, 0)` (0 for NaN, like dfdx) and `mask = (y > 0)`, dfdx's relu derivative.
 pub fn forward_relu(
@@ -123,25 +116,11 @@ pub fn forward_relu(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
 ) {
-    forward_relu_with(Algo::Auto, x, w, b, g, out, y, mask);
+    forward_impl(Algo::Auto, GROUPS, x, w, b, g, out, y, mask);
 }
 
-/// [`forward_relu`] with the algorithm chosen by the caller.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_relu_with(
-    algo: Algo,
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    g: &Window,
-    out: usize,
-    y: &mut [f32],
-    mask: Option<&mut [u8]>,
-) {
-    forward_impl(algo, GROUPS, x, w, b, g, out, y, mask);
-}
-
-/// [`forward_relu_with`]; `groups` is the number of image groups of the Winograd path.
+/// [`forward_relu`] with the algorithm and the number of image groups (the Winograd path's
+/// tasks) chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 fn forward_impl(
     algo: Algo,
@@ -159,7 +138,9 @@ fn forward_impl(
         Algo::Direct => {
             conv_c1::forward(x, w, b, g, out, y);
             if let Some(mask) = mask {
-                relu_mask(y, mask);
+                y.par_chunks_mut(g.ho() * g.wo() * out)
+                    .zip(mask.par_chunks_mut(g.ho() * g.wo() * out))
+                    .for_each(|(yn, mn)| relu_mask(yn, mn));
             }
             return;
         }
@@ -210,11 +191,7 @@ fn forward_impl(
                 });
             }
             if let Some(mn) = mn {
-                for (v, m) in yn.iter_mut().zip(mn.iter_mut()) {
-                    let pos = *v > 0.0;
-                    *v = if pos { *v } else { 0.0 };
-                    *m = pos as u8;
-                }
+                relu_mask(yn, mn);
             }
         });
 }
@@ -250,27 +227,11 @@ pub fn backward_relu(
     gb: Option<&mut [f32]>,
     gx: Option<&mut [f32]>,
 ) {
-    backward_relu_with(Algo::Auto, x, w, g, out, gy, mask, gw, gb, gx);
+    backward_impl(Algo::Auto, GROUPS, x, w, g, out, gy, mask, gw, gb, gx);
 }
 
-/// [`backward_relu`] with the algorithm chosen by the caller (the one the forward used).
-#[allow(clippy::too_many_arguments)]
-pub fn backward_relu_with(
-    algo: Algo,
-    x: &[f32],
-    w: &[f32],
-    g: &Window,
-    out: usize,
-    gy: &[f32],
-    mask: Option<&[u8]>,
-    gw: Option<&mut [f32]>,
-    gb: Option<&mut [f32]>,
-    gx: Option<&mut [f32]>,
-) {
-    backward_impl(algo, GROUPS, x, w, g, out, gy, mask, gw, gb, gx);
-}
-
-/// [`backward_relu_with`] with the batch cut into `groups` groups for the reduction.
+/// [`backward_relu`] with the algorithm (the one the forward used) and the number of image
+/// groups of the deterministic reduction chosen by the caller.
 #[allow(clippy::too_many_arguments)]
 fn backward_impl(
     algo: Algo,
@@ -290,14 +251,15 @@ fn backward_impl(
             return winograd::backward_relu(x, w, g, out, gy, mask, gw, gb, gx, groups)
         }
         Algo::Direct => {
-            let masked: Vec<f32>;
+            let mut masked = Vec::new();
             let gy = match mask {
                 Some(m) => {
-                    masked = gy
-                        .iter()
-                        .zip(m)
-                        .map(|(v, m)| if *m != 0 { *v } else { 0.0 })
-                        .collect();
+                    masked.resize(gy.len(), 0.0);
+                    let img = g.ho() * g.wo() * out;
+                    masked
+                        .par_chunks_mut(img)
+                        .zip(gy.par_chunks(img).zip(m.par_chunks(img)))
+                        .for_each(|(d, (gn, mn))| masked_grad(gn, mn, d));
                     &masked[..]
                 }
                 None => gy,
@@ -338,10 +300,7 @@ fn backward_impl(
                 let xn = &x[n * img..(n + 1) * img];
                 let mut gyn = &gy[n * hw * out..(n + 1) * hw * out];
                 if let Some(mask) = mask {
-                    let mn = &mask[n * hw * out..(n + 1) * hw * out];
-                    for ((d, &v), &m) in masked.iter_mut().zip(gyn).zip(mn) {
-                        *d = if m != 0 { v } else { 0.0 };
-                    }
+                    masked_grad(gyn, &mask[n * hw * out..(n + 1) * hw * out], &mut masked);
                     gyn = &masked;
                 }
                 if with_b {
@@ -858,13 +817,14 @@ mod tests {
             for algo in algos(&g) {
                 let ci = format!("{ci} ({algo:?})");
                 let mut y = vec![f32::NAN; y_ref.len()];
-                forward_relu_with(algo, &x, &wt, Some(&b), &g, out, &mut y, None);
+                forward_impl(algo, GROUPS, &x, &wt, Some(&b), &g, out, &mut y, None);
                 assert_close(&y, &y_ref, &format!("case {ci} y"));
                 // Gradients accumulate: start from 1 and subtract it again.
                 let (mut gw, mut gb, mut gx) =
                     (vec![1.0; wt.len()], vec![1.0; out], vec![1.0; x.len()]);
-                backward_relu_with(
+                backward_impl(
                     algo,
+                    GROUPS,
                     &x,
                     &wt,
                     &g,
@@ -881,7 +841,7 @@ mod tests {
                 assert_close(&minus1(gx.clone()), &gx_ref, &format!("case {ci} dX"));
                 // Without bias and without dX: the same dW, the output without b.
                 let mut y0 = vec![f32::NAN; y_ref.len()];
-                forward_relu_with(algo, &x, &wt, None, &g, out, &mut y0, None);
+                forward_impl(algo, GROUPS, &x, &wt, None, &g, out, &mut y0, None);
                 let y0_ref: Vec<f64> = y_ref
                     .iter()
                     .enumerate()
@@ -889,8 +849,9 @@ mod tests {
                     .collect();
                 assert_close(&y0, &y0_ref, &format!("case {ci} y without bias"));
                 let mut gw2 = vec![0.0; wt.len()];
-                backward_relu_with(
+                backward_impl(
                     algo,
+                    GROUPS,
                     &x,
                     &wt,
                     &g,
@@ -904,8 +865,9 @@ mod tests {
                 assert_close(&gw2, &gw_ref, &format!("case {ci} dW without dX"));
                 // dX alone (no dW, no db): bit-identical to dX computed with them.
                 let mut gx2 = vec![1.0; x.len()];
-                backward_relu_with(
+                backward_impl(
                     algo,
+                    GROUPS,
                     &x,
                     &wt,
                     &g,
@@ -950,13 +912,24 @@ mod tests {
             for algo in algos(&g) {
                 let ci = format!("{ci} ({algo:?})");
                 let (mut y, mut mask) = (vec![f32::NAN; z.len()], vec![7u8; z.len()]);
-                forward_relu_with(algo, &x, &wt, Some(&b), &g, out, &mut y, Some(&mut mask));
+                forward_impl(
+                    algo,
+                    GROUPS,
+                    &x,
+                    &wt,
+                    Some(&b),
+                    &g,
+                    out,
+                    &mut y,
+                    Some(&mut mask),
+                );
                 assert_close(&y, &y_ref, &format!("case {ci} relu(y)"));
                 assert!(mask.iter().all(|m| *m <= 1), "mask is 0/1");
                 let (mut gw, mut gb, mut gx) =
                     (vec![0.0; wt.len()], vec![0.0; out], vec![0.0; x.len()]);
-                backward_relu_with(
+                backward_impl(
                     algo,
+                    GROUPS,
                     &x,
                     &wt,
                     &g,

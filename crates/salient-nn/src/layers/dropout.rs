@@ -74,23 +74,32 @@ impl Dropout {
     }
 }
 
-/// The multipliers (0 or 1 / (1 - p)) of `n` elements, drawn from `rng` in parallel chunks yet
-/// identical to `n` sequential draws, leaving `rng` where those draws would (as
-/// [`dropout_forward`]): the mask the portable path (CUDA) uploads.
-pub fn draw_mask(n: usize, p: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let scale = 1.0 / (1.0 - p);
+/// The keep flags (1 = kept, i.e. `u >= p`) of `n` elements, drawn from `rng` in parallel
+/// chunks yet identical to `n` sequential `gen::<f32>()` draws, leaving `rng` where those draws
+/// would (see the module docs). The one place the mask is drawn, for both paths.
+fn draw_keep(n: usize, p: f32, rng: &mut ChaCha8Rng) -> Vec<u8> {
     let start = rng.get_word_pos();
-    let mut mask = vec![0.0f32; n];
+    let mut keep = vec![0u8; n];
     let from: &ChaCha8Rng = rng;
-    mask.par_chunks_mut(CHUNK).enumerate().for_each(|(i, m)| {
+    keep.par_chunks_mut(CHUNK).enumerate().for_each(|(i, k)| {
         let mut r = from.clone();
         r.set_word_pos(start + (i * CHUNK) as u128);
-        for v in m.iter_mut() {
-            *v = multiplier(r.gen::<f32>() >= p, scale);
+        for k in k.iter_mut() {
+            *k = (r.gen::<f32>() >= p) as u8;
         }
     });
     rng.set_word_pos(start + n as u128);
-    mask
+    keep
+}
+
+/// The multipliers (0 or 1 / (1 - p)) of `n` elements from [`draw_keep`]: the mask the
+/// portable path (CUDA) uploads.
+pub fn draw_mask(n: usize, p: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let scale = 1.0 / (1.0 - p);
+    draw_keep(n, p, rng)
+        .into_par_iter()
+        .map(|k| multiplier(k != 0, scale))
+        .collect()
 }
 
 /// The multiplier of a kept (`true`) or dropped element: 1 / (1 - p) or 0.
@@ -103,29 +112,20 @@ fn multiplier(kept: bool, scale: f32) -> f32 {
     }
 }
 
-/// Forward kernel: draws the keep mask (1 = kept, i.e. `u >= p`) for `x.len()` elements from
-/// `rng` in parallel chunks, writes y = x * m and returns the mask. Leaves `rng` exactly where
-/// `x.len()` sequential `gen::<f32>()` calls would (see the module docs).
+/// Forward kernel: draws the keep mask for `x.len()` elements ([`draw_keep`]), writes
+/// y = x * m and returns the mask. Leaves `rng` exactly where `x.len()` sequential
+/// `gen::<f32>()` calls would (see the module docs).
 pub fn dropout_forward(x: &[f32], y: &mut [f32], p: f32, rng: &mut ChaCha8Rng) -> Vec<u8> {
     assert_eq!(x.len(), y.len(), "dropout: input and output lengths differ");
     let scale = 1.0 / (1.0 - p);
-    let start = rng.get_word_pos();
-    let mut keep = vec![0u8; x.len()];
-    let from: &ChaCha8Rng = rng;
+    let keep = draw_keep(x.len(), p, rng);
     y.par_chunks_mut(CHUNK)
-        .zip(keep.par_chunks_mut(CHUNK))
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(i, ((y, keep), x))| {
-            let mut r = from.clone();
-            r.set_word_pos(start + (i * CHUNK) as u128);
-            for ((y, k), &x) in y.iter_mut().zip(keep.iter_mut()).zip(x) {
-                let kept = r.gen::<f32>() >= p;
-                *k = kept as u8;
-                *y = x * multiplier(kept, scale);
+        .zip(x.par_chunks(CHUNK).zip(keep.par_chunks(CHUNK)))
+        .for_each(|(y, (x, keep))| {
+            for ((y, &x), &k) in y.iter_mut().zip(x).zip(keep) {
+                *y = x * multiplier(k != 0, scale);
             }
         });
-    rng.set_word_pos(start + x.len() as u128);
     keep
 }
 

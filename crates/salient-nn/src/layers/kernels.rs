@@ -58,6 +58,25 @@ pub fn gemm(
     }
 }
 
+/// relu in place with its derivative: `y = max(y, 0)` (0 for NaN, like dfdx) and
+/// `mask = (y > 0)`, one byte per value (dfdx's relu derivative, 0 at 0).
+#[inline(always)]
+pub fn relu_mask(y: &mut [f32], mask: &mut [u8]) {
+    for (v, m) in y.iter_mut().zip(mask.iter_mut()) {
+        let pos = *v > 0.0;
+        *v = if pos { *v } else { 0.0 };
+        *m = pos as u8;
+    }
+}
+
+/// The gradient through that relu: `d = g` where `mask` is set, else 0.
+#[inline(always)]
+pub fn masked_grad(g: &[f32], mask: &[u8], d: &mut [f32]) {
+    for ((d, v), m) in d.iter_mut().zip(g).zip(mask) {
+        *d = if *m != 0 { *v } else { 0.0 };
+    }
+}
+
 /// Adds per-group partial sums, in group order, into the destinations given: each partial is
 /// `[dW (w_len floats) | db]`. The fixed order makes the sums bit-identical for any thread
 /// count.

@@ -32,7 +32,7 @@
 //! buffers, and the group partials of dU are summed in group order, so results are bit-identical
 //! for any thread count.
 
-use super::kernels::{add_partials, avx2, gemm, Window};
+use super::kernels::{add_partials, avx2, gemm, masked_grad, relu_mask, Window};
 use ::gemm::Parallelism;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -177,24 +177,27 @@ impl Transform {
 
     /// The transform used for a kernel of side `r`: F(4, 3) for 3x3, F(2, 5) for 5x5.
     pub fn for_kernel(r: usize) -> Option<Transform> {
-        match r {
-            3 => Some(Transform::new(4, 3)),
-            5 => Some(Transform::new(2, 5)),
-            _ => None,
-        }
+        tile_outputs(r).map(|m| Transform::new(m, r))
     }
 }
 
-/// Whether a convolution takes the Winograd path: stride 1, a 3x3 or 5x5 kernel, and enough
-/// input channels for the transformed-domain GEMMs to pay (a 1-channel first layer stays on
-/// im2col, whose GEMM then has k = r^2 instead of 1).
+/// Outputs per tile side (m) of the transform used for a kernel of side `r`: 4 for 3x3, 2 for
+/// 5x5 (both alpha = 6); `None` for other kernels.
+fn tile_outputs(r: usize) -> Option<usize> {
+    match r {
+        3 => Some(4),
+        5 => Some(2),
+        _ => None,
+    }
+}
+
 /// Input tile side of every transform this module runs: F(4, 3) and F(2, 5) both have
 /// alpha = 6.
 const ALPHA: usize = 6;
 
 /// Whether a convolution takes the Winograd path: stride 1, a 3x3 or 5x5 kernel, and enough
-/// input channels for the transformed-domain GEMMs to pay (a 1-channel first layer stays on
-/// im2col, whose GEMM then has k = r^2 instead of 1).
+/// input channels for the transformed-domain GEMMs to pay (a 1-channel first layer takes
+/// [`super::conv_c1`]'s direct path instead).
 pub fn supports(g: &Window) -> bool {
     g.stride == 1 && (g.k == 3 || g.k == 5) && g.c >= 4 && g.ho() > 0 && g.wo() > 0
 }
@@ -531,12 +534,7 @@ fn forward_group<const M: usize>(
             }
         }
         if let Some(mk) = mg.as_deref_mut() {
-            let mn = &mut mk[n * hw * out..(n + 1) * hw * out];
-            for (v, mb) in yn.iter_mut().zip(mn.iter_mut()) {
-                let pos = *v > 0.0;
-                *v = if pos { *v } else { 0.0 };
-                *mb = pos as u8;
-            }
+            relu_mask(yn, &mut mk[n * hw * out..(n + 1) * hw * out]);
         }
     }
 }
@@ -568,10 +566,7 @@ fn backward_group<const M: usize>(
     for n in 0..images {
         let mut gyn = &gyg[n * hw * out..(n + 1) * hw * out];
         if let Some(mk) = mask {
-            let mn = &mk[n * hw * out..(n + 1) * hw * out];
-            for ((d, v), mb) in masked.iter_mut().zip(gyn).zip(mn) {
-                *d = if *mb != 0 { *v } else { 0.0 };
-            }
+            masked_grad(gyn, &mk[n * hw * out..(n + 1) * hw * out], masked);
             gyn = masked;
         }
         if with_b {
@@ -732,7 +727,7 @@ pub fn forward_relu(
     groups: usize,
 ) {
     debug_assert!(supports(g));
-    match Transform::for_kernel(g.k).map(|t| t.m) {
+    match tile_outputs(g.k) {
         Some(4) => forward_m::<4>(x, w, b, g, out, y, mask, groups),
         Some(2) => forward_m::<2>(x, w, b, g, out, y, mask, groups),
         _ => unreachable!("supports() admits 3x3 and 5x5 kernels only"),
@@ -793,7 +788,7 @@ pub fn backward_relu(
     groups: usize,
 ) {
     debug_assert!(supports(g));
-    match Transform::for_kernel(g.k).map(|t| t.m) {
+    match tile_outputs(g.k) {
         Some(4) => backward_m::<4>(x, w, g, out, gy, mask, gw, gb, gx, groups),
         Some(2) => backward_m::<2>(x, w, g, out, gy, mask, gw, gb, gx, groups),
         _ => unreachable!("supports() admits 3x3 and 5x5 kernels only"),
