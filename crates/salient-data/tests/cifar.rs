@@ -1,12 +1,24 @@
-//! CIFAR-10 binary files: the real samples in `shared/data/cifar10-sample` and small files
-//! written here.
+//! CIFAR-10 binary files: the real samples shipped in `data/cifar10-sample` (see
+//! data/README.md) and small files written here. The samples are part of the repository, so
+//! these tests never skip: a missing sample is a failure.
 
 mod common;
 
 use common::*;
 use salient_data::load;
 
-/// Labels of the first 20 CIFAR-10 test images (shared/data/README.md).
+/// `data/cifar10-sample` of the repository; panics (fails the test) when it is absent.
+fn sample_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar10-sample");
+    assert!(
+        dir.join("SHA256SUMS").is_file(),
+        "the CIFAR-10 sample is missing: {} should be in the repository (data/README.md)",
+        dir.display()
+    );
+    dir
+}
+
+/// Labels of the first 20 CIFAR-10 test images (data/README.md).
 const FIRST20: [u8; 20] = [3, 8, 8, 0, 6, 6, 1, 6, 3, 1, 0, 9, 5, 7, 9, 8, 5, 7, 8, 6];
 
 fn px(rgb: [u8; 3]) -> [f32; 3] {
@@ -15,9 +27,7 @@ fn px(rgb: [u8; 3]) -> [f32; 3] {
 
 #[test]
 fn first_test_images_load_with_their_labels_and_colours() {
-    let Some(dir) = cifar_sample_dir() else {
-        return;
-    };
+    let dir = sample_dir();
     let s = load(&cifar_spec(
         &dir,
         &["test_batch_first20.bin"],
@@ -44,9 +54,7 @@ fn first_test_images_load_with_their_labels_and_colours() {
 
 #[test]
 fn cats_and_dogs_sample_as_one_file_for_both_splits() {
-    let Some(dir) = cifar_sample_dir() else {
-        return;
-    };
+    let dir = sample_dir();
     let mut spec = cifar_spec(&dir, &["cats_dogs_2000.bin"], &["cats_dogs_2000.bin"]);
     spec.train = Some(1500);
     spec.test = Some(500);
