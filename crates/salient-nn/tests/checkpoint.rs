@@ -237,20 +237,72 @@ fn file_is_in_pytorch_layout() {
     assert_eq!(file.len(), 5);
 }
 
-/// Writes the layout fixture where `SALIENT_LAYOUT_FIXTURE` says, for
-/// `tests/torch_layout.py` (checked from Python with `safetensors.numpy`).
+/// The checkpoint read back by an independent implementation: the network is saved to a
+/// temporary file and `tests/torch_layout.py` checks it with Python's `safetensors.numpy`
+/// (PyTorch layout of every tensor, values, dtype, metadata).
+///
+/// Python: `$SALIENT_PYTHON` if set, else `bench/.venv/bin/python` (bench/setup.sh, plus
+/// `pip install --no-deps -r crates/salient-nn/tests/requirements-layout.txt`), else `python3`;
+/// the first one that imports safetensors and numpy. Without one the test cannot check
+/// anything: under CI (`CI` set and not `false`/`0`) that is a failure (`.ci/run` installs
+/// them); elsewhere the test prints `SKIPPED: ...` to stderr and passes.
 #[test]
 fn layout_fixture_for_python() {
-    let Some(path) = std::env::var_os("SALIENT_LAYOUT_FIXTURE") else {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let candidates: Vec<PathBuf> = std::env::var_os("SALIENT_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([root.join("bench/.venv/bin/python"), PathBuf::from("python3")])
+        .collect();
+    let usable = |py: &PathBuf| {
+        std::process::Command::new(py)
+            .args(["-c", "import safetensors.numpy, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let Some(python) = candidates.iter().find(|p| usable(p)) else {
+        let why = format!(
+            "no Python with safetensors and numpy (tried {}); run bench/setup.sh and \
+             bench/.venv/bin/pip install --no-deps -r crates/salient-nn/tests/requirements-layout.txt, \
+             or set SALIENT_PYTHON",
+            candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let ci = std::env::var("CI").unwrap_or_default();
+        assert!(
+            ci.is_empty() || ci == "false" || ci == "0",
+            "layout_fixture_for_python cannot run under CI: {why}"
+        );
+        eprintln!("SKIPPED: layout_fixture_for_python checks nothing here: {why}");
         return;
     };
     let dev = Dev::default();
+    let dir = TempDir::new("python");
+    let path = dir.path("layout.safetensors");
     checkpoint::save(
         &network(&dev),
-        Path::new(&path),
+        &path,
         &meta(&[("written_by", "salient-nn tests")]),
     )
     .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/torch_layout.py");
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} {} failed:\n{stdout}\n{}",
+        python.display(),
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"ok\": true"), "{stdout}");
 }
 
 #[test]

@@ -1,16 +1,15 @@
 #!/usr/bin/env python3
 """Checks a checkpoint written by salient-nn from Python, with `safetensors.numpy`.
 
-The file is the fixture of `tests/checkpoint.rs::layout_fixture_for_python`:
-
-    SALIENT_LAYOUT_FIXTURE=/tmp/layout.safetensors \
-        cargo test -p salient-nn --test checkpoint layout_fixture_for_python
-    python3 crates/salient-nn/tests/torch_layout.py /tmp/layout.safetensors
+`tests/checkpoint.rs::layout_fixture_for_python` writes the file to a temporary directory and
+runs this script on it (`cargo test -p salient-nn --test checkpoint layout_fixture_for_python`).
 
 It asserts the PyTorch layout: conv weight (out, in, kh, kw) with
 W[o, i, y, x] = 1000*o + 100*i + 10*y + x (the engine stored it as [y][x][i][o]), dense
 weight (out, in) with W[o, i] = 100*o + i (engine [i][o]), float32 everywhere, and the header
-metadata. Needs `pip install safetensors numpy`; cargo test does not depend on it.
+metadata. Needs safetensors and numpy (bench/.venv plus
+`pip install --no-deps -r crates/salient-nn/tests/requirements-layout.txt`); the Rust test fails
+under CI without them and says SKIPPED elsewhere.
 """
 import json
 import sys
