@@ -1,8 +1,8 @@
 //! `salient report DIR`: regenerate the report of a run directory (figures, summary tables,
 //! index.html) from its results.csv, training.csv and saved saliency maps, without retraining.
 //!
-//! Exit status: 0 written; 2 the directory has no results or a file could not be read or
-//! written.
+//! Exit status: 0 written; 2 the directory does not exist, has no results.csv (an error naming
+//! the file, not an empty report), or a file could not be read or written.
 
 use clap::Args;
 use std::path::PathBuf;

@@ -30,7 +30,7 @@ pub fn curves<'a>(
 ) -> Vec<(usize, Points)> {
     let mut by_group: BTreeMap<usize, BTreeMap<i64, (f64, Vec<f64>)>> = BTreeMap::new();
     for r in rows {
-        let (Some(g), Some(xv)) = (tables.group_of(&r.model, &r.regime), x(r)) else {
+        let (Some(g), Some(xv)) = (tables.group_of_row(r), x(r)) else {
             continue;
         };
         if !xv.is_finite() || !r.value.is_finite() {
@@ -65,7 +65,7 @@ pub fn scalar<'a>(
 ) -> BTreeMap<usize, (f64, f64, usize)> {
     let mut per_run: BTreeMap<usize, BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     for r in rows {
-        let Some(g) = tables.group_of(&r.model, &r.regime) else {
+        let Some(g) = tables.group_of_row(r) else {
             continue;
         };
         if r.value.is_finite() {

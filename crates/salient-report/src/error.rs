@@ -12,8 +12,10 @@ pub enum ReportError {
     Csv { path: PathBuf, reason: String },
     #[error("{path}: not a readable NPY array: {reason}")]
     Npy { path: PathBuf, reason: String },
-    #[error("{dir}: nothing to report: neither results.csv nor training.csv is there (run `salient run` first)")]
-    NoResults { dir: PathBuf },
+    #[error("{path} does not exist: nothing to report (run `salient run` first)")]
+    NoResults { path: PathBuf },
+    #[error("{path}: not a valid experiment.json: {reason}")]
+    Experiment { path: PathBuf, reason: String },
     #[error("figure {figure}: {reason}")]
     Plot { figure: String, reason: String },
 }

@@ -20,8 +20,6 @@ pub struct Page<'a> {
     pub summary: &'a Summary,
     pub figures: Vec<PageFigure<'a>>,
     pub notes: &'a [String],
-    /// The rows of `diagnostics.csv` (`None`: the directory has none).
-    pub diagnostics: Option<&'a [crate::diagnostics::Diagnostic]>,
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -76,21 +74,15 @@ pub fn render(page: &Page) -> String {
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     h.push_str(&format!(
-        "<title>salient report: {}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n<main>\n",
-        escape(page.experiment),
-        crate::diagnostics::STYLE
+        "<title>salient report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
+        escape(page.experiment)
     ));
     h.push_str(&format!("<h1>{}</h1>\n<p class=\"sub\">salient report, regenerated from <code>results.csv</code>, <code>training.csv</code> and the saved saliency maps.</p>\n", escape(page.experiment)));
-    h.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#figures\">Figures</a><a href=\"#spec\">Spec</a>");
-    if page.diagnostics.is_some() {
-        h.push_str("<a href=\"#diagnostics\">Diagnostics</a>");
-    }
-    h.push_str("</nav>\n");
-    h.push_str(&crate::diagnostics::section_html(page.diagnostics));
+    h.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#figures\">Figures</a><a href=\"#spec\">Spec</a></nav>\n");
 
     h.push_str("<h2 id=\"summary\">Summary</h2>\n");
     if page.summary.is_empty() {
-        h.push_str("<p class=\"skipped\">No scalar metrics in results.csv.</p>\n");
+        h.push_str("<p class=\"skipped\">No scalar metrics in results.csv for the tables the spec's <code>report { tables }</code> chose.</p>\n");
     } else {
         h.push_str(&summary_html(page.summary));
         h.push_str("<p class=\"sub\">Mean ± sample standard deviation over n seeds (no ± for a single seed). Also in <a href=\"summary.csv\">summary.csv</a> and <a href=\"summary.md\">summary.md</a>.</p>\n");
@@ -142,23 +134,30 @@ pub fn render(page: &Page) -> String {
 }
 
 fn summary_html(s: &Summary) -> String {
-    let mut h = String::from("<table>\n<thead><tr><th>metric</th>");
-    for (g, label) in s.group_labels.iter().enumerate() {
+    let mut h = String::new();
+    for (name, metrics) in &s.sections {
         h.push_str(&format!(
-            "<th>{}<br><small>n = {}</small></th>",
-            escape(label),
-            s.seeds(g)
+            "<h3 id=\"table-{}\">{}</h3>\n<table>\n<thead><tr><th>metric</th>",
+            escape(name),
+            escape(&crate::table::section_title(name))
         ));
-    }
-    h.push_str("</tr></thead>\n<tbody>\n");
-    for (m, key) in s.metrics.iter().enumerate() {
-        h.push_str(&format!("<tr><td>{}</td>", escape(&key.label())));
-        for g in 0..s.group_labels.len() {
-            h.push_str(&format!("<td>{}</td>", escape(&s.cell_text(m, g))));
+        for (g, label) in s.group_labels.iter().enumerate() {
+            h.push_str(&format!(
+                "<th>{}<br><small>n = {}</small></th>",
+                escape(label),
+                s.seeds(g)
+            ));
         }
-        h.push_str("</tr>\n");
+        h.push_str("</tr></thead>\n<tbody>\n");
+        for &m in metrics {
+            h.push_str(&format!("<tr><td>{}</td>", escape(&s.metrics[m].label())));
+            for g in 0..s.group_labels.len() {
+                h.push_str(&format!("<td>{}</td>", escape(&s.cell_text(m, g))));
+            }
+            h.push_str("</tr>\n");
+        }
+        h.push_str("</tbody>\n</table>\n");
     }
-    h.push_str("</tbody>\n</table>\n");
     h
 }
 

@@ -7,15 +7,14 @@
 //!   training curves. A figure whose data is absent is skipped and the index says why;
 //! - `summary.csv` (tidy) and `summary.md`: every scalar metric per regime, mean and sample std
 //!   over seeds;
-//! - `index.html`: one self-contained page with the spec, the summary and every figure inline,
-//!   and, when the directory has a `diagnostics.csv`, the evaluation warnings highlighted first.
+//! - `index.html`: one self-contained page with the spec, the summary and every figure inline.
 //!
 //! Rendering is deterministic: the same inputs give byte-identical PNG files.
 pub mod aggregate;
 pub mod base64;
 pub mod data;
-pub mod diagnostics;
 pub mod error;
+pub mod experiment;
 pub mod figures;
 pub mod font;
 pub mod html;
@@ -70,15 +69,17 @@ impl ReportOutput {
 
 /// Regenerate the whole report of the run directory `dir`.
 pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
-    let tables = data::load(dir)?;
+    let mut tables = data::load(dir)?;
+    let info = experiment::ExperimentInfo::read(dir)?;
+    tables.name_variants(&info.train);
     let maps = maps::load(dir)?;
     let mut notes = maps.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
-    let diag = diagnostics::load(dir)?;
-    notes.extend(diag.as_deref().and_then(diagnostics::summary_line));
+    let chosen_figures = info.chosen_figures(&mut notes);
+    let chosen_tables = info.chosen_tables(&mut notes);
     let fig_dir = dir.join("figures");
     std::fs::create_dir_all(&fig_dir).map_err(|e| ReportError::io(&fig_dir, e))?;
 
-    let planned = figures::build(&tables, maps.as_ref());
+    let planned = figures::build(&tables, maps.as_ref(), &chosen_figures);
     let mut statuses = Vec::new();
     let mut pngs = Vec::new();
     for p in &planned {
@@ -97,7 +98,7 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
         });
     }
 
-    let summary = table::summarize(&tables);
+    let summary = table::summarize(&tables, &chosen_tables);
     let summary_csv = dir.join("summary.csv");
     write(&summary_csv, &summary.to_csv()?)?;
     let summary_md = dir.join("summary.md");
@@ -135,7 +136,6 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
         summary: &summary,
         figures: page_figures,
         notes: &notes,
-        diagnostics: diag.as_deref(),
     };
     let index = dir.join("index.html");
     write(&index, &html::render(&page))?;

@@ -50,6 +50,19 @@ impl MetricKey {
         }
     }
 
+    /// The summary table the metric belongs to (a name of [`crate::experiment::TABLES`]):
+    /// `robustness` for robust accuracy, `saliency` for a saliency method's metrics, `runs` for
+    /// the rest (clean accuracy, training time, ...).
+    pub fn table(&self) -> &'static str {
+        if self.metric == "robust_accuracy" {
+            "robustness"
+        } else if self.saliency.is_some() {
+            "saliency"
+        } else {
+            "runs"
+        }
+    }
+
     fn order(&self, first_seen: usize) -> (u8, u8, String, i64, usize) {
         let rank = match self.metric.as_str() {
             "clean_accuracy" => 0,
@@ -86,14 +99,18 @@ pub struct Cell {
 #[derive(Clone, Debug)]
 pub struct Summary {
     pub group_labels: Vec<String>,
-    /// (model, regime) per column.
-    pub groups: Vec<(String, String)>,
+    /// (model, regime, training-sweep values) per column.
+    pub groups: Vec<(String, String, String)>,
     pub metrics: Vec<MetricKey>,
     /// cells[metric][group].
     pub cells: Vec<Vec<Option<Cell>>>,
+    /// The tables shown (names of [`crate::experiment::TABLES`], in that order), each with the
+    /// indices of its metrics; tables without metrics are left out.
+    pub sections: Vec<(String, Vec<usize>)>,
 }
 
-pub fn summarize(tables: &Tables) -> Summary {
+/// The summary of the scalar metrics of the tables named in `chosen` (`report { tables }`).
+pub fn summarize(tables: &Tables, chosen: &[String]) -> Summary {
     let scalar = |r: &&crate::data::ResultRow| r.point.is_none() && r.class.is_none();
     let mut keys: Vec<MetricKey> = Vec::new();
     for r in tables.rows.iter().filter(scalar) {
@@ -103,7 +120,7 @@ pub fn summarize(tables: &Tables) -> Summary {
             eps: r.eps,
             saliency: r.saliency.clone(),
         };
-        if !keys.contains(&k) {
+        if !keys.contains(&k) && chosen.iter().any(|c| c == k.table()) {
             keys.push(k);
         }
     }
@@ -128,12 +145,24 @@ pub fn summarize(tables: &Tables) -> Summary {
                 .collect()
         })
         .collect();
+    let sections = crate::experiment::TABLES
+        .iter()
+        .filter(|t| chosen.iter().any(|c| c == *t))
+        .map(|t| {
+            let idx: Vec<usize> = (0..metrics.len())
+                .filter(|&m| metrics[m].table() == *t)
+                .collect();
+            (t.to_string(), idx)
+        })
+        .filter(|(_, idx)| !idx.is_empty())
+        .collect();
     Summary {
+        sections,
         group_labels: (0..tables.groups.len()).map(|g| tables.label(g)).collect(),
         groups: tables
             .groups
             .iter()
-            .map(|g| (g.model.clone(), g.regime.clone()))
+            .map(|g| (g.model.clone(), g.regime.clone(), g.variant_label.clone()))
             .collect(),
         metrics,
         cells,
@@ -184,16 +213,18 @@ impl Summary {
             reason: e.to_string(),
         };
         w.write_record([
-            "model", "regime", "metric", "attack", "eps", "saliency", "seeds", "mean", "std",
+            "model", "regime", "train", "metric", "attack", "eps", "saliency", "seeds", "mean",
+            "std",
         ])
         .map_err(err)?;
         for (m, key) in self.metrics.iter().enumerate() {
-            for (g, (model, regime)) in self.groups.iter().enumerate() {
+            for (g, (model, regime, train)) in self.groups.iter().enumerate() {
                 let Some(c) = self.cells[m][g] else { continue };
                 let eps = key.eps.map(|e| e.to_string()).unwrap_or_default();
                 w.write_record([
                     model.as_str(),
                     regime,
+                    train,
                     &key.metric,
                     key.attack.as_deref().unwrap_or(""),
                     &eps,
@@ -212,26 +243,44 @@ impl Summary {
         Ok(String::from_utf8(bytes).unwrap_or_default())
     }
 
-    /// GitHub-flavoured Markdown table.
+    /// GitHub-flavoured Markdown: one table per section (`## Runs`, ...).
     pub fn to_markdown(&self) -> String {
         let esc = |s: &str| s.replace('|', "\\|");
-        let mut out = String::from("| metric |");
-        for (g, label) in self.group_labels.iter().enumerate() {
-            out.push_str(&format!(" {} (n={}) |", esc(label), self.seeds(g)));
-        }
-        out.push_str("\n|---|");
-        out.push_str(&"---:|".repeat(self.group_labels.len()));
-        out.push('\n');
-        for (m, key) in self.metrics.iter().enumerate() {
-            out.push_str(&format!("| {} |", esc(&key.label())));
-            for g in 0..self.group_labels.len() {
-                out.push_str(&format!(" {} |", self.cell_text(m, g)));
+        let mut out = String::new();
+        for (name, metrics) in &self.sections {
+            out.push_str(&format!("## {}\n\n| metric |", section_title(name)));
+            for (g, label) in self.group_labels.iter().enumerate() {
+                out.push_str(&format!(" {} (n={}) |", esc(label), self.seeds(g)));
+            }
+            out.push_str("\n|---|");
+            out.push_str(&"---:|".repeat(self.group_labels.len()));
+            out.push('\n');
+            for &m in metrics {
+                out.push_str(&format!("| {} |", esc(&self.metrics[m].label())));
+                for g in 0..self.group_labels.len() {
+                    out.push_str(&format!(" {} |", self.cell_text(m, g)));
+                }
+                out.push('\n');
             }
             out.push('\n');
         }
-        out.push_str("\nmean ± sample standard deviation over n seeds (no ± for a single seed).\n");
+        if self.sections.is_empty() {
+            out.push_str("No scalar metrics in the chosen tables.\n");
+        } else {
+            out.push_str(
+                "mean ± sample standard deviation over n seeds (no ± for a single seed).\n",
+            );
+        }
         out
     }
+}
+
+/// A section's heading: `Runs`, `Robustness`, `Saliency`.
+pub fn section_title(name: &str) -> String {
+    let mut c = name.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -299,7 +348,11 @@ mod tests {
             },
         ];
         let t = Tables::new(rows, vec![]);
-        let s = summarize(&t);
+        let all: Vec<String> = crate::experiment::TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = summarize(&t, &all);
         let labels: Vec<String> = s.metrics.iter().map(|k| k.label()).collect();
         assert_eq!(
             labels,
@@ -316,9 +369,18 @@ mod tests {
         assert_eq!(s.cell_text(0, 1), "80.00");
         assert_eq!(s.cell_text(4, 1), "–");
         let md = s.to_markdown();
-        assert!(md.starts_with("| metric | standard (n=2) | adv (n=1) |\n|---|---:|---:|\n| clean accuracy (%) | 91.00 ± 1.41 | 80.00 |\n"), "{md}");
+        assert!(md.starts_with("## Runs\n\n| metric | standard (n=2) | adv (n=1) |\n|---|---:|---:|\n| clean accuracy (%) | 91.00 ± 1.41 | 80.00 |\n| sparseness | 0.5 | – |\n\n## Robustness\n\n"), "{md}");
+        // report { tables = (robustness) }: only the robust accuracies, in every output.
+        let r = summarize(&t, &["robustness".to_string()]);
+        assert_eq!(r.metrics.len(), 3);
+        assert!(r.metrics.iter().all(|k| k.metric == "robust_accuracy"));
+        assert_eq!(r.sections, [("robustness".to_string(), vec![0, 1, 2])]);
+        assert!(!r.to_markdown().contains("clean accuracy"));
+        assert!(!r.to_csv().unwrap().contains("clean_accuracy"));
+        let none = summarize(&t, &[]);
+        assert!(none.is_empty() && none.to_csv().unwrap().lines().count() == 1);
         let csv = s.to_csv().unwrap();
-        assert!(csv.starts_with("model,regime,metric,attack,eps,saliency,seeds,mean,std\ncnn,standard,clean_accuracy,,,,2,0.91"), "{csv}");
+        assert!(csv.starts_with("model,regime,train,metric,attack,eps,saliency,seeds,mean,std\ncnn,standard,,clean_accuracy,,,,2,0.91"), "{csv}");
         assert!(!csv.contains("class_accuracy"));
     }
 }

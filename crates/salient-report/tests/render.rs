@@ -198,16 +198,16 @@ fn summary_tables_hold_mean_and_std_over_seeds() {
         let (m, s) = by_hand(&results, regime, metric, attack, eps);
         let line = csv
             .lines()
-            .find(|l| l.starts_with(&format!("cnn,{regime},{metric},{attack},{eps},,")))
+            .find(|l| l.starts_with(&format!("cnn,{regime},,{metric},{attack},{eps},,")))
             .unwrap_or_else(|| panic!("{regime} {metric} {attack} {eps} missing:\n{csv}"));
         let cols: Vec<&str> = line.split(',').collect();
-        assert_eq!(cols[6], "2");
+        assert_eq!(cols[7], "2");
         assert!(
-            (cols[7].parse::<f64>().unwrap() - m).abs() < 1e-12,
+            (cols[8].parse::<f64>().unwrap() - m).abs() < 1e-12,
             "{line}"
         );
         assert!(
-            (cols[8].parse::<f64>().unwrap() - s).abs() < 1e-12,
+            (cols[9].parse::<f64>().unwrap() - s).abs() < 1e-12,
             "{line}"
         );
     }
@@ -295,7 +295,7 @@ fn bad_input_is_an_error_not_a_panic() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("maps/run0")).unwrap();
     let e = generate(&dir).unwrap_err().to_string();
-    assert!(e.contains("neither results.csv nor training.csv"), "{e}");
+    assert!(e.contains("results.csv does not exist"), "{e}");
     std::fs::write(
         dir.join("results.csv"),
         "run,model,regime,seed,metric,value\nr,m,s,0,clean_accuracy,0.5\n",

@@ -22,11 +22,16 @@ pub const METRICS: &[&str] = &[
     "alignment",
 ];
 pub const TABLES: &[&str] = &["runs", "robustness", "saliency"];
+/// Every figure the report can draw (`salient_report::experiment::FIGURES`, same names;
+/// `tests/report_cli.rs` checks that each one passes the checker).
 pub const FIGURES: &[&str] = &[
     "robustness",
     "saliency_grid",
     "tradeoff",
     "masking",
+    "deletion_insertion",
+    "randomization",
+    "class_accuracy",
     "training",
 ];
 

@@ -81,15 +81,27 @@ pub struct Planned {
     pub figure: Result<AnyFigure, String>,
 }
 
-/// Decide the report's figures from the data, in the order the index shows them.
-pub fn build(tables: &Tables, maps: Option<&MapSet>) -> Vec<Planned> {
-    let mut out = vec![robust::plan(tables), tradeoff::plan(tables)];
-    out.extend(saliency_grid::plan(tables, maps));
-    out.push(curves::plan_masking(tables));
-    out.push(curves::plan_deletion_insertion(tables));
-    out.push(curves::plan_randomization(tables));
-    out.push(classes::plan(tables));
-    out.push(training::plan(tables));
+/// Decide the report's figures from the data, in the order the index shows them. Only the
+/// figures named in `chosen` (names of [`crate::experiment::FIGURES`]) are planned.
+pub fn build(tables: &Tables, maps: Option<&MapSet>, chosen: &[String]) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for name in crate::experiment::FIGURES {
+        if !chosen.iter().any(|c| c == name) {
+            continue;
+        }
+        match *name {
+            "robustness" => out.push(robust::plan(tables)),
+            "tradeoff" => out.push(tradeoff::plan(tables)),
+            "saliency_grid" => out.extend(saliency_grid::plan(tables, maps)),
+            "masking" => out.push(curves::plan_masking(tables)),
+            "deletion_insertion" => out.push(curves::plan_deletion_insertion(tables)),
+            "randomization" => out.push(curves::plan_randomization(tables)),
+            "class_accuracy" => out.push(classes::plan(tables)),
+            "training" => out.push(training::plan(tables)),
+            // Every name has an arm (`every_choosable_name_plans_a_figure`).
+            _ => {}
+        }
+    }
     out
 }
 
@@ -126,4 +138,31 @@ pub fn render<F: Figure>(figure: &F, dir: &Path, name: &str) -> Result<Rendered,
     let svg = dir.join(format!("{name}.svg"));
     std::fs::write(&svg, text).map_err(|e| ReportError::io(&svg, e))?;
     Ok(Rendered { png, svg, size })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_choosable_name_plans_a_figure_and_only_the_chosen_are_planned() {
+        let t = Tables::default();
+        for name in crate::experiment::FIGURES {
+            let plans = build(&t, None, &[name.to_string()]);
+            assert_eq!(plans.len(), 1, "{name}");
+        }
+        let all: Vec<String> = crate::experiment::FIGURES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            build(&t, None, &all).len(),
+            crate::experiment::FIGURES.len()
+        );
+        let names: Vec<String> = build(&t, None, &["training".into(), "robustness".into()])
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["robust_accuracy", "training"]);
+    }
 }

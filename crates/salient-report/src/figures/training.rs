@@ -41,7 +41,7 @@ pub fn plan(tables: &Tables) -> Planned {
     for run in runs {
         let mut rows: Vec<_> = tables.curves.iter().filter(|c| c.run == run).collect();
         rows.sort_by_key(|c| c.epoch);
-        let Some(g) = tables.group_of(&rows[0].model, &rows[0].regime) else {
+        let Some(g) = tables.group_of_curve(rows[0]) else {
             continue;
         };
         epochs = epochs.max(rows.last().map_or(1, |r| r.epoch));
