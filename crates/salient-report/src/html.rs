@@ -20,6 +20,8 @@ pub struct Page<'a> {
     pub summary: &'a Summary,
     pub figures: Vec<PageFigure<'a>>,
     pub notes: &'a [String],
+    /// The rows of `diagnostics.csv` (`None`: the directory has none).
+    pub diagnostics: Option<&'a [crate::diagnostics::Diagnostic]>,
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -74,11 +76,17 @@ pub fn render(page: &Page) -> String {
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     h.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     h.push_str(&format!(
-        "<title>salient report: {}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n",
-        escape(page.experiment)
+        "<title>salient report: {}</title>\n<style>{STYLE}{}</style>\n</head>\n<body>\n<main>\n",
+        escape(page.experiment),
+        crate::diagnostics::STYLE
     ));
     h.push_str(&format!("<h1>{}</h1>\n<p class=\"sub\">salient report, regenerated from <code>results.csv</code>, <code>training.csv</code> and the saved saliency maps.</p>\n", escape(page.experiment)));
-    h.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#figures\">Figures</a><a href=\"#spec\">Spec</a></nav>\n");
+    h.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#figures\">Figures</a><a href=\"#spec\">Spec</a>");
+    if page.diagnostics.is_some() {
+        h.push_str("<a href=\"#diagnostics\">Diagnostics</a>");
+    }
+    h.push_str("</nav>\n");
+    h.push_str(&crate::diagnostics::section_html(page.diagnostics));
 
     h.push_str("<h2 id=\"summary\">Summary</h2>\n");
     if page.summary.is_empty() {

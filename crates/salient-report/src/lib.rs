@@ -7,12 +7,14 @@
 //!   training curves. A figure whose data is absent is skipped and the index says why;
 //! - `summary.csv` (tidy) and `summary.md`: every scalar metric per regime, mean and sample std
 //!   over seeds;
-//! - `index.html`: one self-contained page with the spec, the summary and every figure inline.
+//! - `index.html`: one self-contained page with the spec, the summary and every figure inline,
+//!   and, when the directory has a `diagnostics.csv`, the evaluation warnings highlighted first.
 //!
 //! Rendering is deterministic: the same inputs give byte-identical PNG files.
 pub mod aggregate;
 pub mod base64;
 pub mod data;
+pub mod diagnostics;
 pub mod error;
 pub mod experiment;
 pub mod figures;
@@ -74,6 +76,8 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
     tables.name_variants(&info.train);
     let maps = maps::load(dir)?;
     let mut notes = maps.as_ref().map(|m| m.notes.clone()).unwrap_or_default();
+    let diag = diagnostics::load(dir)?;
+    notes.extend(diag.as_deref().and_then(diagnostics::summary_line));
     let chosen_figures = info.chosen_figures(&mut notes);
     let chosen_tables = info.chosen_tables(&mut notes);
     let fig_dir = dir.join("figures");
@@ -136,6 +140,7 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
         summary: &summary,
         figures: page_figures,
         notes: &notes,
+        diagnostics: diag.as_deref(),
     };
     let index = dir.join("index.html");
     write(&index, &html::render(&page))?;
