@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --spec) spec="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-setup) setup=0; shift ;;
-    -h | --help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done

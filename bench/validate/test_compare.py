@@ -28,6 +28,13 @@ def test_check_row_passes_at_the_tolerance_and_fails_above_it():
     assert compare.check_row("a", 10, 0.5, 0.48, -0.0101, 0.01).status == "FAIL"
 
 
+def test_check_row_passes_exactly_one_point_despite_rounding():
+    s, r = 131 / 200, 133 / 200  # two examples of 200: one point
+    assert abs(s - r) > 0.01  # in binary floating point
+    assert compare.check_row("a", 200, s, r, s - r, 0.01).status == "PASS"
+    assert compare.check_row("a", 200, s, 0.668, s - 0.668, 0.01).status == "FAIL"
+
+
 def test_check_row_fails_on_nan_and_inf():
     assert compare.check_row("a", 1, 0.0, 0.0, float("nan"), 1.0).status == "FAIL"
     assert compare.check_row("a", 1, 0.0, 0.0, float("inf"), 1.0).status == "FAIL"
