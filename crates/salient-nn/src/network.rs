@@ -289,6 +289,7 @@ impl<D: Device<f32>> Network<D> {
             portable: self.portable,
             input_grad: self.input_grad,
             param_grad: self.param_grad,
+            exact_ties: self.input_grad,
         };
         let mut i = 0;
         while i < self.layers.len() {

@@ -125,7 +125,7 @@ impl<D: Device<f32>> Conv<D> {
         if ctx.fast_cpu() {
             let w = &ctx.params[self.weight].value;
             let b = self.bias.map(|b| &ctx.params[b].value);
-            return conv_cpu::conv(x, w, b, g, self.out, ctx.needs(), act);
+            return conv_cpu::conv(x, w, b, g, self.out, ctx.needs(), act, ctx.exact_ties);
         }
         let w = ctx.params[self.weight]
             .value

@@ -116,11 +116,12 @@ pub fn forward_relu(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
 ) {
-    forward_impl(Algo::Auto, GROUPS, x, w, b, g, out, y, mask);
+    forward_impl(Algo::Auto, GROUPS, x, w, b, g, out, y, mask, true);
 }
 
 /// [`forward_relu`] with the algorithm and the number of image groups (the Winograd path's
-/// tasks) chosen by the caller.
+/// tasks) chosen by the caller; `ties`: Winograd makes outputs with identical receptive fields
+/// bit-identical ([`winograd::forward_relu`]; the other algorithms always do).
 #[allow(clippy::too_many_arguments)]
 fn forward_impl(
     algo: Algo,
@@ -132,9 +133,10 @@ fn forward_impl(
     out: usize,
     y: &mut [f32],
     mask: Option<&mut [u8]>,
+    ties: bool,
 ) {
     match algo.resolve(g) {
-        Algo::Winograd => return winograd::forward_relu(x, w, b, g, out, y, mask, groups),
+        Algo::Winograd => return winograd::forward_relu(x, w, b, g, out, y, mask, groups, ties),
         Algo::Direct => {
             conv_c1::forward(x, w, b, g, out, y);
             if let Some(mask) = mask {
@@ -465,7 +467,9 @@ fn give_full(v: Vec<f32>) {
 
 /// Forward of conv + relu + 2x2 max pooling: per image group, the convolution output is
 /// computed into a recycled buffer (never a batch-sized tensor) and pooled into `y`
-/// (B x (ho/2)(wo/2) out), with the backward's `code`s.
+/// (B x (ho/2)(wo/2) out), with the backward's `code`s. With `ties`, positions with identical
+/// receptive fields get bit-identical convolution outputs also on the Winograd path, so an
+/// exact tie goes to the first maximum in scan order like PyTorch's (see [`forward_impl`]).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_pooled(
     x: &[f32],
@@ -475,6 +479,7 @@ pub fn forward_pooled(
     out: usize,
     y: &mut [f32],
     code: &mut [u8],
+    ties: bool,
 ) {
     let (hw, img) = (g.ho() * g.wo(), g.in_image());
     let pimg = (g.ho() / 2) * (g.wo() / 2) * out;
@@ -492,7 +497,7 @@ pub fn forward_pooled(
                 ..*g
             };
             let mut z = take_full(images * hw * out);
-            forward_impl(Algo::Auto, 1, xg, w, b, &gs, out, &mut z, None);
+            forward_impl(Algo::Auto, 1, xg, w, b, &gs, out, &mut z, None, ties);
             for n in 0..images {
                 relu_maxpool2(
                     &z[n * hw * out..(n + 1) * hw * out],
@@ -580,7 +585,9 @@ pub fn backward_pooled(
 /// followed by `act` (relu; or relu and 2x2 max pooling, then (B, (ho/2)*(wo/2)*out)). `w` and
 /// `b` are the flat parameter tensors (their gradients land on their ids unless `needs.params`
 /// is false, which skips dW and db); `needs.input` false skips dX (x then gets no gradient
-/// entry from this op). Only call when `D` is `Cpu`.
+/// entry from this op). `ties`: see [`forward_pooled`] (the network passes
+/// `Ctx::exact_ties`). Only call when `D` is `Cpu`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
     x: Batch<D, T>,
     w: &Tensor<(usize,), f32, D>,
@@ -589,6 +596,7 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
     out: usize,
     needs: Needs,
     act: Act,
+    ties: bool,
 ) -> Batch<D, T> {
     debug_assert!(super::cpu_op::is_cpu::<D>());
     let (x, mut tape) = x.contiguous().split_tape();
@@ -614,10 +622,21 @@ pub fn conv<D: Device<f32>, T: Tape<f32, D>>(
         xh.resize(x.shape().num_elements(), 0.0);
         x.copy_into(&mut xh);
         if pooled {
-            forward_pooled(&xh, &wh, bh.as_deref(), &g, out, &mut y, &mut mask);
+            forward_pooled(&xh, &wh, bh.as_deref(), &g, out, &mut y, &mut mask, ties);
         } else {
             let m = relu.then_some(&mut mask[..]);
-            forward_relu(&xh, &wh, bh.as_deref(), &g, out, &mut y, m);
+            forward_impl(
+                Algo::Auto,
+                GROUPS,
+                &xh,
+                &wh,
+                bh.as_deref(),
+                &g,
+                out,
+                &mut y,
+                m,
+                ties,
+            );
         }
     });
     let y = dev.tensor_from_vec(y, shape);
@@ -817,7 +836,7 @@ mod tests {
             for algo in algos(&g) {
                 let ci = format!("{ci} ({algo:?})");
                 let mut y = vec![f32::NAN; y_ref.len()];
-                forward_impl(algo, GROUPS, &x, &wt, Some(&b), &g, out, &mut y, None);
+                forward_impl(algo, GROUPS, &x, &wt, Some(&b), &g, out, &mut y, None, true);
                 assert_close(&y, &y_ref, &format!("case {ci} y"));
                 // Gradients accumulate: start from 1 and subtract it again.
                 let (mut gw, mut gb, mut gx) =
@@ -841,7 +860,7 @@ mod tests {
                 assert_close(&minus1(gx.clone()), &gx_ref, &format!("case {ci} dX"));
                 // Without bias and without dX: the same dW, the output without b.
                 let mut y0 = vec![f32::NAN; y_ref.len()];
-                forward_impl(algo, GROUPS, &x, &wt, None, &g, out, &mut y0, None);
+                forward_impl(algo, GROUPS, &x, &wt, None, &g, out, &mut y0, None, true);
                 let y0_ref: Vec<f64> = y_ref
                     .iter()
                     .enumerate()
@@ -922,6 +941,7 @@ mod tests {
                     out,
                     &mut y,
                     Some(&mut mask),
+                    true,
                 );
                 assert_close(&y, &y_ref, &format!("case {ci} relu(y)"));
                 assert!(mask.iter().all(|m| *m <= 1), "mask is 0/1");
@@ -1005,7 +1025,7 @@ mod tests {
             let (_, gw_ref, gb_ref, gx_ref) = reference(&x, &wt, &b, &g, out, &gz);
             let mut y = vec![f32::NAN; gp.len()];
             let mut code = vec![0u8; gp.len()];
-            forward_pooled(&x, &wt, Some(&b), &g, out, &mut y, &mut code);
+            forward_pooled(&x, &wt, Some(&b), &g, out, &mut y, &mut code, true);
             assert_close(&y, &y_ref, &format!("case {ci} pooled y"));
             let (mut gw, mut gb, mut gx) =
                 (vec![0.0; wt.len()], vec![0.0; out], vec![0.0; x.len()]);

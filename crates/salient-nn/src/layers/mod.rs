@@ -61,6 +61,13 @@ pub struct Ctx<'a, D: Device<f32>> {
     /// (input-gradient passes), the CPU convolution and dense layer skip dW and db, and
     /// eval-mode batchnorm on the CPU puts gamma and beta off the tape.
     pub param_grad: bool,
+    /// Whether the CPU Winograd convolution gives bit-identical outputs to positions with
+    /// identical receptive fields, so that a max pooling after it sees exact ties as exact
+    /// ties (`winograd::equal_fields`, docs/layers.md "Exact ties after Winograd"). The
+    /// network sets it to its input-gradient switch: on for every pass whose product is
+    /// d/dx (saliency maps, attacks, the regimes' inner passes), off for the training passes,
+    /// which then run exactly as before.
+    pub exact_ties: bool,
 }
 
 impl<D: Device<f32>> Ctx<'_, D> {

@@ -385,13 +385,198 @@ impl Tiling {
     }
 }
 
-/// Per-thread buffers: transformed input, transformed output (or its gradient), one tile.
+/// Per-thread buffers: transformed input, transformed output (or its gradient), one tile, and
+/// [`equal_fields`]' tables.
 #[derive(Default)]
 struct Scratch {
     v: Vec<f32>,
     m: Vec<f32>,
     d: Vec<f32>,
     tile: Vec<f32>,
+    ties: TieScratch,
+}
+
+/// [`equal_fields`]' buffers: pixel labels, summed-area tables, classes.
+#[derive(Default)]
+struct TieScratch {
+    ids: Vec<u32>,
+    sat: Vec<u32>,
+    root: Vec<u32>,
+}
+
+/// Offsets (dy, dx) from an output position to the later neighbours [`equal_fields`] compares
+/// it with: right, down, down-right, down-left. Any two positions of a 2x2 window are one of
+/// these apart.
+const NEIGHBOURS: [(usize, isize); 4] = [(0, 1), (1, 0), (1, 1), (1, -1)];
+
+/// Gives identical outputs to the positions of one image whose receptive fields are identical.
+///
+/// Output (oy, ox) of a stride-1 convolution reads the k x k x c window of the zero-padded
+/// input at (oy, ox); when two positions read identical windows, their outputs are equal in
+/// exact arithmetic (and in any algorithm that sums every position in the same order, like
+/// im2col + GEMM or PyTorch). Winograd's transforms weight each position of a tile
+/// differently, so there they differ by rounding, and a max pooling that follows would pick
+/// one of an exact tie by rounding instead of the first in scan order (PyTorch's rule) and send
+/// the gradient through another receptive field. This happens wherever the input is locally
+/// constant, e.g. the background of MNIST digits after the first convolution (docs/layers.md,
+/// "Exact ties after Winograd").
+///
+/// Positions are joined when a neighbour ([`NEIGHBOURS`]) has an identical window (all
+/// k*k*c values bitwise equal); each connected class then takes the output of its first
+/// position in scan order, so any two positions of a 2x2 pooling window with identical windows
+/// end up bit-identical. Pixels are first labelled (equal 8-neighbours share a label, at most
+/// four c-float comparisons per pixel, usually two), then window equality for each offset is
+/// read from a summed-area table of "label differs from the label (dy, dx) away", one O(1)
+/// test per position and offset. Only `yn` (ho x wo x out) changes, by at most the rounding
+/// error; the backward pass is the adjoint of the convolution at each position as before.
+#[inline(never)]
+fn equal_fields(xn: &[f32], g: &Window, out: usize, yn: &mut [f32], s: &mut TieScratch) {
+    let (c, k, p) = (g.c, g.k, g.pad);
+    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
+    let (ho, wo) = (g.ho(), g.wo());
+    // A label per pixel of the zero-padded image such that two pixels have the same label iff
+    // a chain of bitwise-equal 8-neighbours joins them (so equal neighbours always share one):
+    // union-find over (padded) pixel indices, the all-zero pixels and the padding joined to
+    // the extra node hp * wp.
+    let zero = (hp * wp) as u32;
+    let ids = &mut s.ids;
+    ids.clear();
+    ids.extend(0..=zero);
+    for r in 0..hp {
+        for q in 0..wp {
+            if r < p || r >= p + g.h || q < p || q >= p + g.w {
+                ids[r * wp + q] = zero;
+            }
+        }
+    }
+    let pixel = |y: usize, x: usize| &xn[(y * g.w + x) * c..(y * g.w + x + 1) * c];
+    // Bitwise, 8 channels at a time (each block vectorises); 0.0 and -0.0 differ (a forgone
+    // join).
+    let same = |u: &[f32], v: &[f32]| {
+        u.chunks(8).zip(v.chunks(8)).all(|(a, b)| {
+            a.iter()
+                .zip(b)
+                .fold(0u32, |acc, (x, y)| acc | (x.to_bits() ^ y.to_bits()))
+                == 0
+        })
+    };
+    fn find(root: &mut [u32], mut i: u32) -> u32 {
+        while root[i as usize] != i {
+            let up = root[root[i as usize] as usize];
+            root[i as usize] = up;
+            i = up;
+        }
+        i
+    }
+    fn union(root: &mut [u32], a: u32, b: u32) {
+        let (a, b) = (find(root, a), find(root, b));
+        root[a.max(b) as usize] = a.min(b);
+    }
+    let mut any = false;
+    for y in 0..g.h {
+        for x in 0..g.w {
+            let v = pixel(y, x);
+            let i = ((y + p) * wp + x + p) as u32;
+            if v.iter().fold(0u32, |acc, a| acc | a.to_bits()) == 0 {
+                union(ids, i, zero);
+                any = true;
+                continue;
+            }
+            // The earlier 8-neighbours: left, up-left, up, up-right.
+            for (dy, dx) in [(0, -1), (-1, -1), (-1, 0), (-1, 1)] {
+                let (ny, nx) = (y as isize + dy, x as isize + dx);
+                if ny < 0 || nx < 0 || nx >= g.w as isize {
+                    continue;
+                }
+                let (ny, nx) = (ny as usize, nx as usize);
+                let j = ((ny + p) * wp + nx + p) as u32;
+                // Already joined (through the left neighbour): equal, no comparison needed.
+                if find(ids, i) == find(ids, j) {
+                    continue;
+                }
+                if same(v, pixel(ny, nx)) {
+                    union(ids, i, j);
+                    any = true;
+                }
+            }
+        }
+    }
+    if !any && p == 0 {
+        return;
+    }
+    for i in 0..hp * wp {
+        let r = find(ids, i as u32);
+        ids[i] = r;
+    }
+    let ids = &s.ids;
+    // sat[o][(r, s)]: number of differing pixel pairs ((r', s'), (r' + dy, s' + dx)) with
+    // r' < r, s' < s, for offset o; pairs that leave the padded image count as differing.
+    let sat = &mut s.sat;
+    let stride = (hp + 1) * (wp + 1);
+    sat.clear();
+    sat.resize(NEIGHBOURS.len() * stride, 0);
+    let mut any = false;
+    for (o, &(dy, dx)) in NEIGHBOURS.iter().enumerate() {
+        let t = &mut sat[o * stride..(o + 1) * stride];
+        for r in 0..hp {
+            let mut run = 0u32;
+            for q in 0..wp {
+                let q2 = q as isize + dx;
+                let equal = r + dy < hp
+                    && (0..wp as isize).contains(&q2)
+                    && ids[r * wp + q] == ids[(r + dy) * wp + q2 as usize];
+                any |= equal;
+                run += u32::from(!equal);
+                t[(r + 1) * (wp + 1) + q + 1] = t[r * (wp + 1) + q + 1] + run;
+            }
+        }
+    }
+    if !any {
+        return;
+    }
+    let (sat, root) = (&s.sat, &mut s.root);
+    let differs = |o: usize, r: usize, s: usize| {
+        let t = &sat[o * stride..(o + 1) * stride];
+        let at = |r: usize, s: usize| t[r * (wp + 1) + s];
+        at(r + k, s + k) + at(r, s) != at(r, s + k) + at(r + k, s)
+    };
+    root.clear();
+    root.extend(0..(ho * wo) as u32);
+    let mut joined = false;
+    for oy in 0..ho {
+        for ox in 0..wo {
+            for (o, &(dy, dx)) in NEIGHBOURS.iter().enumerate() {
+                let (qy, qx) = (oy + dy, ox as isize + dx);
+                if qy >= ho || !(0..wo as isize).contains(&qx) {
+                    continue;
+                }
+                // Rows oy..oy+k, columns ox..ox+k of the table compare the window at
+                // (oy, ox) with the one at (qy, qx).
+                if differs(o, oy, ox) {
+                    continue;
+                }
+                let (a, b) = (
+                    find(root, (oy * wo + ox) as u32),
+                    find(root, (qy * wo + qx as usize) as u32),
+                );
+                if a != b {
+                    root[a.max(b) as usize] = a.min(b);
+                    joined = true;
+                }
+            }
+        }
+    }
+    if !joined {
+        return;
+    }
+    for i in 0..ho * wo {
+        let r = find(root, i as u32) as usize;
+        if r != i {
+            // r < i: the first position of the class, never overwritten.
+            let (head, tail) = yn.split_at_mut(i * out);
+            tail[..out].copy_from_slice(&head[r * out..(r + 1) * out]);
+        }
+    }
 }
 
 thread_local! {
@@ -480,6 +665,7 @@ fn forward_group<const M: usize>(
     xg: &[f32],
     yg: &mut [f32],
     mut mg: Option<&mut [u8]>,
+    ties: bool,
     s: &mut Scratch,
 ) {
     let (g, c, out, xi) = (&tl.g, tl.g.c, tl.out, ALPHA * ALPHA);
@@ -532,6 +718,10 @@ fn forward_group<const M: usize>(
                     }
                 }
             }
+        }
+        let xn = &xg[n * g.in_image()..(n + 1) * g.in_image()];
+        if ties {
+            equal_fields(xn, g, out, yn, &mut s.ties);
         }
         if let Some(mk) = mg.as_deref_mut() {
             relu_mask(yn, &mut mk[n * hw * out..(n + 1) * hw * out]);
@@ -690,9 +880,10 @@ mod avx2_build {
         xg: &[f32],
         yg: &mut [f32],
         mg: Option<&mut [u8]>,
+        ties: bool,
         s: &mut Scratch,
     ) {
-        super::forward_group(tl, fx, u, b, xg, yg, mg, s)
+        super::forward_group(tl, fx, u, b, xg, yg, mg, ties, s)
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -714,7 +905,8 @@ mod avx2_build {
 }
 
 /// Forward: `y[n] = conv(x[n], w) + b`, then relu with `mask` as in
-/// [`super::conv_cpu::forward_relu`]. Only for windows where [`supports`] holds.
+/// [`super::conv_cpu::forward_relu`]. Only for windows where [`supports`] holds. With `ties`,
+/// positions whose receptive fields are identical get bit-identical outputs ([`equal_fields`]).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_relu(
     x: &[f32],
@@ -725,11 +917,12 @@ pub fn forward_relu(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
     groups: usize,
+    ties: bool,
 ) {
     debug_assert!(supports(g));
     match tile_outputs(g.k) {
-        Some(4) => forward_m::<4>(x, w, b, g, out, y, mask, groups),
-        Some(2) => forward_m::<2>(x, w, b, g, out, y, mask, groups),
+        Some(4) => forward_m::<4>(x, w, b, g, out, y, mask, groups, ties),
+        Some(2) => forward_m::<2>(x, w, b, g, out, y, mask, groups, ties),
         _ => unreachable!("supports() admits 3x3 and 5x5 kernels only"),
     }
 }
@@ -744,6 +937,7 @@ fn forward_m<const M: usize>(
     y: &mut [f32],
     mask: Option<&mut [u8]>,
     groups: usize,
+    ties: bool,
 ) {
     let tl = Tiling::new(g, out);
     let fx = Fixed::<M>::new(&tl.tf);
@@ -763,10 +957,12 @@ fn forward_m<const M: usize>(
                 #[cfg(target_arch = "x86_64")]
                 if fast {
                     // SAFETY: avx2() checked that the CPU has AVX2 and FMA.
-                    return unsafe { avx2_build::forward_group(&tl, &fx, &u, b, xg, yg, mg, s) };
+                    return unsafe {
+                        avx2_build::forward_group(&tl, &fx, &u, b, xg, yg, mg, ties, s)
+                    };
                 }
                 let _ = fast;
-                forward_group(&tl, &fx, &u, b, xg, yg, mg, s)
+                forward_group(&tl, &fx, &u, b, xg, yg, mg, ties, s)
             })
         });
 }
