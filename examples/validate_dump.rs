@@ -45,7 +45,7 @@
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use salient_engine::saliency::{self, npy, noise, Objective, SaliencyContext};
+use salient_engine::saliency::{self, noise, npy, Objective, SaliencyContext};
 use salient_engine::store::RunRecord;
 use salient_engine::{metrics, robustness};
 use salient_ir::{Attack, Experiment, MetricSpec, SaliencyMethod};
@@ -63,7 +63,10 @@ fn main() {
     let n = match args[2].parse::<usize>() {
         Ok(n) if n > 0 => n,
         _ => {
-            eprintln!("validate_dump: N must be a positive whole number, got `{}`", args[2]);
+            eprintln!(
+                "validate_dump: N must be a positive whole number, got `{}`",
+                args[2]
+            );
             std::process::exit(2);
         }
     };
@@ -147,13 +150,23 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
     let batch = exp.eval.batch.max(1);
 
     let dev = Cpu::seed_from_u64(record.run.train.seed);
-    let mut net = Network::new(model, &exp.data.mean, &exp.data.std, record.run.train.seed, &dev)
-        .map_err(|e| e.to_string())?;
+    let mut net = Network::new(
+        model,
+        &exp.data.mean,
+        &exp.data.std,
+        record.run.train.seed,
+        &dev,
+    )
+    .map_err(|e| e.to_string())?;
     let weights = run_dir.join("model.safetensors");
     checkpoint::load(net.params_mut(), &weights).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
 
-    write_npy(&out.join("images.npy"), &test.images[..n * features], &[n, s.h, s.w, s.c])?;
+    write_npy(
+        &out.join("images.npy"),
+        &test.images[..n * features],
+        &[n, s.h, s.w, s.c],
+    )?;
     let labels: Vec<i64> = test.labels[..n].iter().map(|&l| l as i64).collect();
     write_npy(&out.join("labels.npy"), &labels, &[n])?;
     let mut logits = Vec::with_capacity(n * classes);
@@ -167,16 +180,13 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
     // Attacks: what `salient run` counts for robust accuracy.
     let mut attacks_json = Vec::new();
     if !exp.attacks.is_empty() {
-        eprintln!("validate_dump: {} attack points on {n} examples", exp.attacks.len());
-        let results = robustness::evaluate_attacks(
-            &mut net,
-            &exp.attacks,
-            test,
-            n,
-            batch,
-            exp.eval.seed,
-        )
-        .map_err(|e| e.to_string())?;
+        eprintln!(
+            "validate_dump: {} attack points on {n} examples",
+            exp.attacks.len()
+        );
+        let results =
+            robustness::evaluate_attacks(&mut net, &exp.attacks, test, n, batch, exp.eval.seed)
+                .map_err(|e| e.to_string())?;
         for (spec, r) in exp.attacks.iter().zip(&results) {
             let file = format!("attack_{}_eps{}.npy", r.name, eps_tag(r.eps));
             let flags: Vec<i64> = r.robust.iter().map(|&b| b as i64).collect();
@@ -263,8 +273,11 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
                     let noise = msens_noise.as_ref().expect("allocated with msens");
                     for sample in 0..k {
                         let at = (sample * m + start) * features;
-                        let d = dev.tensor_from_vec(noise[at..at + b * features].to_vec(), (b, features));
-                        let sd = method.map(&mut net, &(x.clone() + d), &ys).map_err(|e| e.to_string())?;
+                        let d = dev
+                            .tensor_from_vec(noise[at..at + b * features].to_vec(), (b, features));
+                        let sd = method
+                            .map(&mut net, &(x.clone() + d), &ys)
+                            .map_err(|e| e.to_string())?;
                         buf[at..at + b * features].copy_from_slice(&sd.as_vec());
                     }
                 }
@@ -284,9 +297,14 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
             if let Some(buf) = random_maps.as_mut() {
                 // The maps of the cascade's networks (the re-initialisation `cascade` makes).
                 let mut random = net.clone();
-                for (step, layer) in metrics::randomization::cascade_order(&net).into_iter().enumerate() {
+                for (step, layer) in metrics::randomization::cascade_order(&net)
+                    .into_iter()
+                    .enumerate()
+                {
                     random.reinit_layer(layer, exp.eval.seed);
-                    let sr = method.map(&mut random, &x, &ys).map_err(|e| e.to_string())?;
+                    let sr = method
+                        .map(&mut random, &x, &ys)
+                        .map_err(|e| e.to_string())?;
                     let at = (step * m + start) * features;
                     buf[at..at + b * features].copy_from_slice(&sr.as_vec());
                 }
@@ -348,7 +366,11 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
         }
         if let Some(buf) = msens_maps {
             let file = format!("msens_maps_{}.npy", spec.name);
-            write_npy(&out.join(&file), &buf, &[buf.len() / (m * features), m, s.h, s.w, s.c])?;
+            write_npy(
+                &out.join(&file),
+                &buf,
+                &[buf.len() / (m * features), m, s.h, s.w, s.c],
+            )?;
             metric_files.insert("max_sensitivity_maps".into(), json!(file));
         }
         if let Some(buf) = random_maps {
@@ -379,7 +401,10 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
     let mut random_json = Vec::new();
     if metric("randomization").is_some() && !exp.saliency.is_empty() {
         let mut random = net.clone();
-        for (k, layer) in metrics::randomization::cascade_order(&net).into_iter().enumerate() {
+        for (k, layer) in metrics::randomization::cascade_order(&net)
+            .into_iter()
+            .enumerate()
+        {
             random.reinit_layer(layer, exp.eval.seed);
             let file = format!("random_{k}.safetensors");
             checkpoint::save(random.params(), &out.join(&file), &BTreeMap::new())
@@ -408,8 +433,11 @@ fn run(spec: &Path, run_dir: &Path, n: usize, out: &Path) -> Result<(), String> 
         "randomized_networks": random_json,
     });
     let path = out.join("dump.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&dump).expect("plain JSON"))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&dump).expect("plain JSON"),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     eprintln!("validate_dump: wrote {}", out.display());
     Ok(())
 }
@@ -421,7 +449,11 @@ fn write_f64(path: &Path, values: &[f64], shape: Option<&[usize]>) -> Result<(),
     write_npy(path, &v, shape.unwrap_or(&[v.len()]))
 }
 
-fn batch_of(dev: &Cpu, data: &salient_data::Dataset, idx: &[usize]) -> (Tensor<(usize, usize), f32, Cpu>, Vec<usize>) {
+fn batch_of(
+    dev: &Cpu,
+    data: &salient_data::Dataset,
+    idx: &[usize],
+) -> (Tensor<(usize, usize), f32, Cpu>, Vec<usize>) {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     data.gather(idx, &mut xs, &mut ys);
     (dev.tensor_from_vec(xs, (idx.len(), data.image_len())), ys)

@@ -26,18 +26,21 @@ docs/metrics.md):
   vs AutoAttack(version=standard) when the spec has one (else a ``not run`` row), and a ``not
   run`` row for APGD-T (salient has no targeted APGD);
 - saliency maps (objective log softmax(z)_y of the true label; tolerance: per image,
-  max |S - R| <= 1e-4 max |R|): gradient vs captum Saliency (abs per ``sign``), gradient_input
+  max |S - R| <= 1e-4 max |R|, judged on the images with 1 - p_y >= 1e-2, where float32 can
+  meet it; all images as an INFO row with PyTorch's own float32-vs-float64 error): gradient vs captum Saliency (abs per ``sign``), gradient_input
   vs captum InputXGradient, integrated_gradients vs captum IntegratedGradients
   (method='riemann_middle', same steps, the same baseline), smoothgrad vs captum Saliency
   averaged over salient's own noise samples (the noise is in the dump: captum's NoiseTunnel
   draws its own, so the map would differ by the Monte-Carlo error);
-- metrics on salient's maps (tolerance 1e-3 on every per-example value): sparseness vs
+- metrics on salient's maps (tolerance 1e-3 on every per-example value; the same metrics with
+  Captum's maps as INFO rows, which add the map differences): sparseness vs
   quantus.Sparseness, complexity vs quantus.Complexity, max_sensitivity vs
-  quantus.MaxSensitivity (fed salient's perturbations through ``perturb_func`` and the PyTorch
-  map of the same method through ``explain_func``), randomization vs quantus.MPRT (cascading,
-  top down, Spearman of |S|; Quantus's own re-initialisation replaced by salient's randomised
-  weights, whose draws differ from torch's; the maps of the randomised networks come from
-  ``explain_func``).
+  quantus.MaxSensitivity (salient's perturbations through ``perturb_func``, salient's maps at
+  x + d through ``explain_func``), randomization vs quantus.MPRT (cascading, top down, Spearman
+  of |S|; Quantus's own re-initialisation replaced by salient's randomised weights, whose draws
+  differ from torch's, and salient's maps of them through ``explain_func``). Sparseness and
+  complexity are normalised per example (Quantus's default divides by the batch's max, after
+  which Sparseness's +1e-7 dominates tiny maps).
 """
 
 from __future__ import annotations
