@@ -13,14 +13,15 @@
 //! `eval.seed`, the stream chosen by a hash of the attack's name and eps, so adding or removing
 //! an attack leaves the others' results unchanged. Batches of `eval.batch` examples are
 //! attacked in order.
-use crate::attack::{attack_batch, AttackError};
+use crate::attack::eval::{attack_with, context};
+use crate::attack::{build, AttackError};
 use crate::error::EngineError;
 use crate::results::ResultRow;
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use salient_data::Dataset;
-use salient_ir::{AttackSpec, Experiment, MetricSpec, Norm, TrainRun};
+use salient_ir::{Attack, AttackSpec, Experiment, MetricSpec, Norm, TrainRun};
 use salient_nn::Network;
 
 /// Per-example robustness of every attack on the evaluated examples.
@@ -31,6 +32,12 @@ pub struct AttackResult {
     pub eps: f64,
     /// Per evaluated example: still correct after the attack.
     pub robust: Vec<bool>,
+    /// AutoAttack: the components in order, and per example the one that broke it.
+    pub components: Vec<String>,
+    pub broken_by: Vec<Option<usize>>,
+    /// Minimum-norm attacks: per example the smallest adversarial perturbation found (0 for
+    /// examples misclassified without attack, infinite where none was found).
+    pub min_norms: Option<Vec<f32>>,
 }
 
 impl AttackResult {
@@ -98,6 +105,21 @@ pub fn robustness_rows<D: Device<f32>>(
         row.attack = Some(r.name.clone());
         row.eps = Some(r.eps);
         rows.push(row);
+        rows.extend(breakdown_rows(run, r));
+    }
+    // A minimum-norm attack gives one result per curve point; its median once.
+    let mut medians_done: Vec<&str> = Vec::new();
+    for r in &results {
+        if let (Some(norms), false) = (&r.min_norms, medians_done.contains(&r.name.as_str())) {
+            medians_done.push(&r.name);
+            let mut row = ResultRow::new(
+                run,
+                MEDIAN_PERTURBATION,
+                crate::attack::min_norm::median(norms) as f64,
+            );
+            row.attack = Some(r.name.clone());
+            rows.push(row);
+        }
     }
     for w in worst_cases(&results) {
         let mut row = ResultRow::new(run, "robust_accuracy", w.accuracy());
@@ -106,6 +128,28 @@ pub fn robustness_rows<D: Device<f32>>(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Metric of AutoAttack's breakdown rows: per component (`attack` = `NAME/COMPONENT`), the
+/// fraction of the evaluated examples that component broke first.
+pub const AUTOATTACK_BROKEN: &str = "autoattack_broken";
+/// Metric of a minimum-norm attack's median smallest perturbation (`attack` = its name).
+pub const MEDIAN_PERTURBATION: &str = "median_perturbation";
+
+/// AutoAttack's breakdown: one row per component, in order.
+fn breakdown_rows(run: &TrainRun, r: &AttackResult) -> Vec<ResultRow> {
+    let n = r.robust.len().max(1) as f64;
+    r.components
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let broke = r.broken_by.iter().filter(|b| **b == Some(k)).count();
+            let mut row = ResultRow::new(run, AUTOATTACK_BROKEN, broke as f64 / n);
+            row.attack = Some(format!("{}/{c}", r.name));
+            row.eps = Some(r.eps);
+            row
+        })
+        .collect()
 }
 
 /// Run every attack on the first `n` examples of `data`, `batch` at a time.
@@ -124,24 +168,58 @@ pub fn evaluate_attacks<D: Device<f32>>(
     for spec in attacks {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream_of(spec));
+        let named = |e: AttackError| AttackError(format!("attack `{}`: {}", spec.name, e.0));
+        let ctx = context(net, spec).map_err(named)?;
+        let mut attack = build::<D>(&spec.attack, &ctx).map_err(named)?;
         let mut robust = Vec::with_capacity(n);
+        let mut broken_by = Vec::with_capacity(n);
+        let mut min_norms: Option<Vec<f32>> = None;
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for idx in all.chunks(batch.max(1)) {
             data.gather(idx, &mut xs, &mut ys);
             let x = net
                 .device()
                 .tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
-            let outcome = attack_batch(net, spec, &x, &ys, &mut rng)?;
+            let outcome = attack_with(net, attack.as_mut(), &x, &ys, &mut rng).map_err(named)?;
             robust.extend(outcome.robust);
+            broken_by.extend(outcome.broken_by);
+            if let Some(norms) = outcome.min_norms {
+                min_norms.get_or_insert_with(Vec::new).extend(norms);
+            }
             drop(x);
             crate::train::trim_cache(net.device());
         }
-        out.push(AttackResult {
-            name: spec.name.clone(),
-            norm: spec.norm(),
-            eps: spec.eps(),
-            robust,
-        });
+        let components = match &spec.attack {
+            Attack::AutoAttack { components, .. } => {
+                components.iter().map(|c| c.name().to_string()).collect()
+            }
+            _ => Vec::new(),
+        };
+        match (spec.curve(), min_norms) {
+            (Some(curve), Some(norms)) => {
+                // One result per eps of the curve, read off the minimal perturbations.
+                for &eps in curve {
+                    out.push(AttackResult {
+                        name: spec.name.clone(),
+                        norm: spec.norm(),
+                        eps,
+                        robust: norms.iter().map(|&d| d as f64 > eps).collect(),
+                        components: Vec::new(),
+                        broken_by: vec![None; norms.len()],
+                        min_norms: Some(norms.clone()),
+                    });
+                }
+            }
+            (_, min_norms) => out.push(AttackResult {
+                name: spec.name.clone(),
+                norm: spec.norm(),
+                eps: spec.eps(),
+                robust,
+                components,
+                broken_by,
+                min_norms,
+            }),
+        }
     }
     Ok(out)
 }

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use salient_engine::attack::apgd::{apgd, checkpoints, dlr, dlr_rows, ApgdConfig};
-use salient_engine::attack::eval::{bucket, correct_rows, padded};
+use salient_engine::attack::rows::{bucket, correct_rows, padded};
 use salient_engine::attack::fgsm::fgsm;
 use salient_engine::attack::pgd::pgd_restarts;
 use salient_engine::attack::square::{p_selection, square, ImageDims, SquareConfig};
@@ -16,7 +16,7 @@ use salient_engine::regime::Standard;
 use salient_engine::robustness::{evaluate_attacks, robustness_rows, worst_cases};
 use salient_engine::train::{train, TrainInputs};
 use salient_ir::{
-    ApgdLoss, Attack, AttackSpec, DataKind, DataSpec, EvalSpec, Experiment, ImageShape, Layer,
+    ApgdLoss, Attack, AttackSpec, AutoAttackComponent, AutoAttackVersion, DataKind, DataSpec, EvalSpec, Experiment, ImageShape, Layer,
     MetricSpec, Norm, Optimizer as Opt, Regime, RegimeInstance, ReportSpec, Schedule,
     Shape as IrShape, TrainConfig, TrainRun,
 };
@@ -377,6 +377,7 @@ fn fgsm_pgd_and_apgd_find_the_optimal_linf_perturbation_of_a_linear_model() {
         loss: ApgdLoss::Ce,
         steps: 10,
         restarts: 1,
+        eot: 1,
     };
     let a = apgd(&mut bin.net, &xt, &[0], &cfg, &mut rng(2));
     assert_eq!(a.robust, vec![true]);
@@ -481,6 +482,7 @@ fn pgd_and_apgd_find_the_optimal_l2_perturbation_of_a_linear_model() {
         loss: ApgdLoss::Ce,
         steps: 50,
         restarts: 1,
+        eot: 1,
     };
     let a = apgd(&mut bin.net, &xt, &[0], &cfg, &mut rng(2));
     assert_close(&a.x_adv.as_vec(), &want, 0.02, "APGD L2");
@@ -979,4 +981,210 @@ fn working_sets_are_padded_to_few_sizes() {
     );
     assert_eq!(padded(&[4, 9], 4), vec![4, 9, 4, 4]);
     assert_eq!(padded(&[4, 9], 2), vec![4, 9]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// APGD-T, AutoAttack and minimum-norm attacks through the spec (issue #12)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn targeted_dlr_matches_the_hand_computed_value_and_its_rows() {
+    use salient_engine::attack::apgd::{dlr_targeted, dlr_targeted_rows};
+    // z = (2, 3, 1, 0.5, 0), y = 0, t = 2: -(2 - 1) / (3 - (1 + 0.5) / 2) = -1 / 2.25.
+    let z = [2.0f32, 3.0, 1.0, 0.5, 0.0];
+    assert!((dlr_targeted(&z, 0, 2) - (-1.0 / 2.25)).abs() < 1e-9);
+    let zt: Mat = dev().tensor_from_vec(z.to_vec(), (1, 5));
+    let rows = dlr_targeted_rows(zt.retaped::<NoneTape>(), &[0], &[2]).as_vec();
+    assert!((rows[0] as f64 - (-1.0 / 2.25)).abs() < 1e-6, "{rows:?}");
+}
+
+/// A 4-class linear model on interior pixels (x = 0.5, eps < 0.5: the box never binds): the
+/// smallest Linf perturbation that misclassifies x is d = min_k (z_y - z_k) / ||w_y - w_k||_1.
+fn four_class_linear() -> (Network<Dev>, Vec<f32>, f64) {
+    let mut r = rng(11);
+    let w: Vec<f32> = (0..16 * 4).map(|_| r.gen_range(-1.0f32..1.0)).collect();
+    let x = vec![0.5f32; 16];
+    // Biases making class 0 the prediction with a margin.
+    let z: Vec<f32> = (0..4)
+        .map(|k| (0..16).map(|i| w[i * 4 + k] * x[i]).sum())
+        .collect();
+    let b = vec![1.2 - z[0], 0.4 - z[1], 0.0 - z[2], -0.5 - z[3]];
+    let net = linear_net(&w, &b);
+    let d = (1..4)
+        .map(|k| {
+            let margin = (z[0] + b[0] - z[k] - b[k]) as f64;
+            let l1: f64 = (0..16).map(|i| (w[i * 4] - w[i * 4 + k]).abs() as f64).sum();
+            margin / l1
+        })
+        .fold(f64::INFINITY, f64::min);
+    (net, x, d)
+}
+
+#[test]
+fn apgd_t_and_autoattack_break_a_linear_model_exactly_beyond_its_minimal_distance() {
+    let (mut net, x, d) = four_class_linear();
+    assert!(d < 0.4, "the test needs the box not to bind, d = {d}");
+    let xt: Mat = dev().tensor_from_vec(x.clone(), (1, 16));
+    for (factor, broken) in [(1.05, true), (0.95, false)] {
+        let eps = d * factor;
+        let attacks = [
+            spec(
+                "apgd_t",
+                Attack::ApgdT {
+                    norm: Norm::Linf,
+                    eps,
+                    steps: 50,
+                    restarts: 1,
+                    targets: 3,
+                },
+            ),
+            spec(
+                "autoattack",
+                Attack::AutoAttack {
+                    norm: Norm::Linf,
+                    eps,
+                    version: AutoAttackVersion::Standard,
+                    components: AutoAttackVersion::Standard.components(),
+                },
+            ),
+        ];
+        for a in &attacks {
+            let out = attack_batch(&mut net, a, &xt, &[0], &mut rng(3)).unwrap();
+            assert_eq!(out.robust, vec![!broken], "{} at {factor} d", a.name);
+            let (linf, _) = norms(&xt, &out.x_adv)[0];
+            assert!(linf <= eps as f32 + TOL, "{}: {linf} > {eps}", a.name);
+            if broken {
+                assert_ne!(predictions(&mut net, &out.x_adv)[0], 0);
+                if a.name == "autoattack" {
+                    assert!(out.broken_by[0].is_some(), "{:?}", out.broken_by);
+                }
+            } else {
+                assert_eq!(out.broken_by, vec![None]);
+            }
+        }
+    }
+}
+
+#[test]
+fn autoattack_components_attack_only_what_earlier_ones_left_and_rows_add_up() {
+    let (mut net, test, _run) = trained_model();
+    let n = 48;
+    let eps = 0.2;
+    let aa = spec(
+        "aa",
+        Attack::AutoAttack {
+            norm: Norm::Linf,
+            eps,
+            version: AutoAttackVersion::Custom,
+            components: vec![
+                AutoAttackComponent::ApgdCe,
+                AutoAttackComponent::ApgdDlr,
+                AutoAttackComponent::Square,
+            ],
+        },
+    );
+    let clean = spec("clean", Attack::Fgsm { eps: 0.0 });
+    let res = evaluate_attacks(&mut net, &[clean, aa], &test, n, 16, 7).unwrap();
+    let (clean, aa) = (&res[0], &res[1]);
+    assert_eq!(aa.components, vec!["apgd-ce", "apgd-dlr", "square"]);
+    for i in 0..n {
+        // Broken by exactly one component iff correct without attack and not robust.
+        assert_eq!(
+            aa.broken_by[i].is_some(),
+            clean.robust[i] && !aa.robust[i],
+            "example {i}"
+        );
+        assert!(!aa.robust[i] || clean.robust[i]);
+    }
+    let broken: usize = aa.broken_by.iter().filter(|b| b.is_some()).count();
+    let clean_n = clean.robust.iter().filter(|&&r| r).count();
+    let robust_n = aa.robust.iter().filter(|&&r| r).count();
+    assert_eq!(clean_n, broken + robust_n);
+    assert!(broken > 0, "eps {eps} should break some examples of a small MLP");
+    // The same spec twice gives the same outcome (seeded per attack).
+    let again = evaluate_attacks(&mut net, &res_specs(eps), &test, n, 16, 7).unwrap();
+    assert_eq!(again[1].robust, aa.robust);
+    assert_eq!(again[1].broken_by, aa.broken_by);
+}
+
+fn res_specs(eps: f64) -> Vec<AttackSpec> {
+    vec![
+        spec("clean", Attack::Fgsm { eps: 0.0 }),
+        spec(
+            "aa",
+            Attack::AutoAttack {
+                norm: Norm::Linf,
+                eps,
+                version: AutoAttackVersion::Custom,
+                components: vec![
+                    AutoAttackComponent::ApgdCe,
+                    AutoAttackComponent::ApgdDlr,
+                    AutoAttackComponent::Square,
+                ],
+            },
+        ),
+    ]
+}
+
+#[test]
+fn a_minimum_norm_attack_gives_one_result_per_curve_point_from_one_run() {
+    let (mut net, test, _run) = trained_model();
+    let n = 32;
+    let curve = vec![0.05, 0.2, 0.5, 2.0];
+    let df = spec(
+        "deepfool",
+        Attack::DeepFool {
+            norm: Norm::L2,
+            steps: 50,
+            overshoot: 0.02,
+            candidates: 3,
+            curve: curve.clone(),
+        },
+    );
+    let res = evaluate_attacks(&mut net, &[df], &test, n, 16, 7).unwrap();
+    assert_eq!(res.len(), curve.len());
+    let norms = res[0].min_norms.clone().unwrap();
+    for (r, &eps) in res.iter().zip(&curve) {
+        assert_eq!(r.eps, eps);
+        assert_eq!(r.norm, Norm::L2);
+        let want: Vec<bool> = norms.iter().map(|&d| d as f64 > eps).collect();
+        assert_eq!(r.robust, want);
+    }
+    // Robust accuracy never rises with eps.
+    for w in res.windows(2) {
+        assert!(w[1].accuracy() <= w[0].accuracy());
+    }
+    // Worst cases at the curve's points are the curve itself (only one attack).
+    let wc = worst_cases(&res);
+    assert_eq!(wc.len(), curve.len());
+    assert_eq!(wc[1].robust, res[1].robust);
+}
+
+#[test]
+fn bad_settings_of_the_new_attacks_are_errors_naming_the_attack() {
+    let (mut net, test, _run) = trained_model();
+    // The trained model has 3 classes: APGD-T needs 4.
+    let t = spec(
+        "apgd_t",
+        Attack::ApgdT {
+            norm: Norm::Linf,
+            eps: 0.1,
+            steps: 10,
+            restarts: 1,
+            targets: 2,
+        },
+    );
+    let err = evaluate_attacks(&mut net, &[t], &test, 8, 8, 0).unwrap_err();
+    assert!(err.0.contains("apgd_t") && err.0.contains("4 classes"), "{err}");
+    let aa = spec(
+        "aa",
+        Attack::AutoAttack {
+            norm: Norm::Linf,
+            eps: 0.1,
+            version: AutoAttackVersion::Standard,
+            components: AutoAttackVersion::Standard.components(),
+        },
+    );
+    let err = evaluate_attacks(&mut net, &[aa], &test, 8, 8, 0).unwrap_err();
+    assert!(err.0.contains("aa") && err.0.contains("apgd-t"), "{err}");
 }

@@ -467,18 +467,40 @@ pub struct AttackSpec {
 }
 
 impl AttackSpec {
+    /// The attack's budget: its eps; for a minimum-norm attack, the largest point of its curve.
     pub fn eps(&self) -> f64 {
         match &self.attack {
-            Attack::Fgsm { eps } => *eps,
-            Attack::Pgd { eps, .. } | Attack::Apgd { eps, .. } | Attack::Square { eps, .. } => *eps,
+            Attack::Fgsm { eps }
+            | Attack::Pgd { eps, .. }
+            | Attack::Apgd { eps, .. }
+            | Attack::ApgdT { eps, .. }
+            | Attack::Square { eps, .. }
+            | Attack::Fab { eps, .. }
+            | Attack::AutoAttack { eps, .. } => *eps,
+            Attack::Cw { curve, .. } | Attack::DeepFool { curve, .. } => {
+                curve.iter().copied().fold(0.0, f64::max)
+            }
         }
     }
     pub fn norm(&self) -> Norm {
         match &self.attack {
             Attack::Fgsm { .. } => Norm::Linf,
-            Attack::Pgd { norm, .. } | Attack::Apgd { norm, .. } | Attack::Square { norm, .. } => {
-                *norm
-            }
+            Attack::Cw { .. } => Norm::L2,
+            Attack::Pgd { norm, .. }
+            | Attack::Apgd { norm, .. }
+            | Attack::ApgdT { norm, .. }
+            | Attack::Square { norm, .. }
+            | Attack::Fab { norm, .. }
+            | Attack::AutoAttack { norm, .. }
+            | Attack::DeepFool { norm, .. } => *norm,
+        }
+    }
+    /// Minimum-norm attacks: the eps points at which robust accuracy is read off the
+    /// per-example minimal perturbations. `None` for attacks run at one eps.
+    pub fn curve(&self) -> Option<&[f64]> {
+        match &self.attack {
+            Attack::Cw { curve, .. } | Attack::DeepFool { curve, .. } => Some(curve),
+            _ => None,
         }
     }
 }
@@ -508,6 +530,109 @@ pub enum Attack {
         queries: usize,
         p_init: f64,
     },
+    /// APGD-T: APGD on the targeted DLR loss, once per target class (the `targets` classes
+    /// with the highest clean logits other than the true one), on the examples still robust.
+    ApgdT {
+        norm: Norm,
+        eps: f64,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    /// FAB (Croce and Hein 2020): untargeted when `targets` is 0, else FAB-T over the
+    /// `targets` classes with the highest clean logits.
+    Fab {
+        norm: Norm,
+        eps: f64,
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    /// AutoAttack (Croce and Hein 2020): its components run in order, each on the examples
+    /// the earlier ones left robust.
+    AutoAttack {
+        norm: Norm,
+        eps: f64,
+        version: AutoAttackVersion,
+        components: Vec<AutoAttackComponent>,
+    },
+    /// Carlini-Wagner L2 (minimum norm), read off at the eps points of `curve`.
+    Cw {
+        steps: usize,
+        binary_steps: usize,
+        lr: f64,
+        initial_const: f64,
+        confidence: f64,
+        curve: Vec<f64>,
+    },
+    /// DeepFool (minimum norm), read off at the eps points of `curve`.
+    DeepFool {
+        norm: Norm,
+        steps: usize,
+        overshoot: f64,
+        candidates: usize,
+        curve: Vec<f64>,
+    },
+}
+
+/// AutoAttack's versions (Croce and Hein's `version` argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutoAttackVersion {
+    /// APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries).
+    Standard,
+    /// APGD-CE and APGD-DLR (5 restarts each), FAB (5 restarts), Square (5000 queries),
+    /// APGD-T, FAB-T.
+    Plus,
+    /// For randomised defences: APGD-CE and APGD-DLR with expectation over 20 draws (EOT).
+    Rand,
+    /// The components the spec lists.
+    Custom,
+}
+
+/// One component of AutoAttack, named as in Croce and Hein's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutoAttackComponent {
+    ApgdCe,
+    ApgdDlr,
+    ApgdT,
+    Fab,
+    FabT,
+    Square,
+}
+
+impl AutoAttackComponent {
+    pub const ALL: [AutoAttackComponent; 6] = [
+        AutoAttackComponent::ApgdCe,
+        AutoAttackComponent::ApgdDlr,
+        AutoAttackComponent::ApgdT,
+        AutoAttackComponent::Fab,
+        AutoAttackComponent::FabT,
+        AutoAttackComponent::Square,
+    ];
+    /// The name Croce and Hein's code prints (`apgd-ce`, `apgd-t`, `fab-t`, `square` ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            AutoAttackComponent::ApgdCe => "apgd-ce",
+            AutoAttackComponent::ApgdDlr => "apgd-dlr",
+            AutoAttackComponent::ApgdT => "apgd-t",
+            AutoAttackComponent::Fab => "fab",
+            AutoAttackComponent::FabT => "fab-t",
+            AutoAttackComponent::Square => "square",
+        }
+    }
+}
+
+impl AutoAttackVersion {
+    /// The components a version runs, in order (`Custom` has none of its own).
+    pub fn components(self) -> Vec<AutoAttackComponent> {
+        use AutoAttackComponent::*;
+        match self {
+            AutoAttackVersion::Standard => vec![ApgdCe, ApgdT, FabT, Square],
+            AutoAttackVersion::Plus => vec![ApgdCe, ApgdDlr, Fab, Square, ApgdT, FabT],
+            AutoAttackVersion::Rand => vec![ApgdCe, ApgdDlr],
+            AutoAttackVersion::Custom => Vec::new(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@
 //!
 //! Restarts attack only the examples earlier restarts left robust. A broken example keeps the
 //! first adversarial iterate found; a robust one gets x_max.
-use super::eval::{
+use super::rows::{
     bucket, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
     FirstAdversarial,
 };
@@ -60,6 +60,32 @@ pub struct ApgdConfig {
     /// Iterations N_iter per restart.
     pub steps: usize,
     pub restarts: usize,
+    /// Expectation over transformation (AutoAttack's `rand` version): the gradient and loss
+    /// of each step are the means over `eot` passes (1: one pass).
+    pub eot: usize,
+}
+
+impl ApgdConfig {
+    /// One pass per step (no EOT).
+    pub fn new(norm: Norm, eps: f32, loss: ApgdLoss, steps: usize, restarts: usize) -> Self {
+        ApgdConfig {
+            norm,
+            eps,
+            loss,
+            steps,
+            restarts,
+            eot: 1,
+        }
+    }
+}
+
+/// The loss one APGD run climbs, per example.
+#[derive(Clone, Debug, PartialEq)]
+enum Objective {
+    Ce,
+    Dlr,
+    /// Targeted DLR with one target class per example (APGD-T).
+    DlrTargeted(Vec<usize>),
 }
 
 /// APGD with restarts on the batch `x` (correct labels `labels`), network in eval mode.
@@ -70,9 +96,66 @@ pub fn apgd<D: Device<f32>>(
     cfg: &ApgdConfig,
     rng: &mut ChaCha8Rng,
 ) -> AttackOutcome<D> {
+    let objective = match cfg.loss {
+        ApgdLoss::Ce => Objective::Ce,
+        ApgdLoss::Dlr => Objective::Dlr,
+    };
     with_restarts(x, labels, cfg.restarts, |x, labels| {
-        single_run(net, x, labels, cfg, rng)
+        single_run(net, x, labels, cfg, &objective, rng)
     })
+}
+
+/// APGD-T (Croce and Hein 2020, section 3.2): for t = 2 .. `targets` + 1, APGD on the targeted
+/// DLR loss towards the class with the t-th highest clean logit of each example, `restarts`
+/// runs per target, each on the examples no earlier run broke (an example counts as broken
+/// when misclassified, whatever the class). `cfg.loss` is ignored.
+///
+///   DLR-T(z, y, t) = -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)
+///
+/// It needs at least 4 classes; `targets` is at most classes - 1.
+pub fn apgd_targeted<D: Device<f32>>(
+    net: &mut Network<D>,
+    x: &Mat<D>,
+    labels: &[usize],
+    cfg: &ApgdConfig,
+    targets: usize,
+    rng: &mut ChaCha8Rng,
+) -> AttackOutcome<D> {
+    let classes = net.def().output.numel();
+    let clean = net.forward(x.clone(), Mode::Eval).as_vec();
+    let ranked: Vec<Vec<usize>> = clean.chunks(classes).map(ranking).collect();
+    let b = x.shape().0;
+    let mut out = AttackOutcome::new(x.clone(), vec![true; b]);
+    for t in 1..=targets.min(classes - 1) {
+        // Restarts and targets alike attack only the examples still robust.
+        for _ in 0..cfg.restarts.max(1) {
+            let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
+            if rows.is_empty() {
+                return out;
+            }
+            let work = padded(&rows, bucket(rows.len(), b));
+            let xs = if rows.len() == b {
+                x.clone()
+            } else {
+                take_rows(x, &work)
+            };
+            let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
+            let tg: Vec<usize> = work.iter().map(|&i| ranked[i][t]).collect();
+            let run = single_run(net, &xs, &ys, cfg, &Objective::DlrTargeted(tg), rng);
+            for (j, &i) in rows.iter().enumerate() {
+                out.robust[i] = run.robust[j];
+            }
+            out.x_adv = put_rows(out.x_adv, run.x_adv, &rows);
+        }
+    }
+    out
+}
+
+/// Classes by decreasing value (ties to the lower index).
+fn ranking(row: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    order
 }
 
 /// The checkpoint windows of Algorithm 1 for `n` iterations, as step counts: the iterations
@@ -99,6 +182,8 @@ struct State<D: Device<f32>> {
     full: usize,
     /// Labels of every working row, padding included.
     ys: Vec<usize>,
+    /// Target classes of every working row (APGD-T; the labels otherwise).
+    targets: Vec<usize>,
     x: Mat<D>,
     onehot: Mat<D>,
     /// Bounds of the Linf projection: max(x - eps, 0) and min(x + eps, 1).
@@ -150,6 +235,7 @@ impl<D: Device<f32>> State<D> {
             keep.iter().map(|&j| v[j]).collect()
         }
         self.ys = host(&self.ys, keep);
+        self.targets = host(&self.targets, keep);
         (self.loss, self.loss_best, self.eta) = (
             host(&self.loss, keep),
             host(&self.loss_best, keep),
@@ -168,6 +254,7 @@ fn single_run<D: Device<f32>>(
     x0: &Mat<D>,
     labels: &[usize],
     cfg: &ApgdConfig,
+    objective: &Objective,
     rng: &mut ChaCha8Rng,
 ) -> AttackOutcome<D> {
     let classes = net.def().output.numel();
@@ -182,6 +269,10 @@ fn single_run<D: Device<f32>>(
         rows: (0..b).collect(),
         full: b,
         ys: labels.to_vec(),
+        targets: match objective {
+            Objective::DlrTargeted(t) => t.clone(),
+            _ => labels.to_vec(),
+        },
         x: x0.clone(),
         onehot: one_hot(&dev, labels, classes),
         lo,
@@ -199,7 +290,7 @@ fn single_run<D: Device<f32>>(
         best_at_last_mark: Vec::new(),
     };
     st.x_cur = st.project(x0.clone() + start(&dev, shape, cfg.norm, cfg.eps, rng), cfg);
-    let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg.loss, &mut seen);
+    let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg, objective, &mut seen);
     (st.g, st.loss) = (g, loss);
     (st.x_prev, st.x_best, st.g_best) = (st.x_cur.clone(), st.x_cur.clone(), st.g.clone());
     (st.loss_best, st.best_at_last_mark) = (st.loss.clone(), st.loss.clone());
@@ -222,7 +313,7 @@ fn single_run<D: Device<f32>>(
             st.x_cur.clone() + (z - st.x_cur.clone()) * alpha + momentum * (1.0 - alpha),
             cfg,
         );
-        let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg.loss, &mut seen);
+        let (g, loss, wrong) = loss_and_gradient(net, &st, labels, cfg, objective, &mut seen);
         st.g = g;
         for (i, l) in loss.iter().enumerate() {
             st.increases[i] += (*l > st.loss[i]) as usize;
@@ -322,25 +413,49 @@ fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
 }
 
 /// Gradient of the summed loss at the current iterate, the per-example losses (host) and
-/// whether each example is misclassified there (recorded in `seen`).
+/// whether each example is misclassified there (recorded in `seen`). With EOT the gradient and
+/// the losses are means over `cfg.eot` passes, each pass's iterate checked.
 fn loss_and_gradient<D: Device<f32>>(
     net: &mut Network<D>,
     st: &State<D>,
     labels: &[usize],
-    loss: ApgdLoss,
+    cfg: &ApgdConfig,
+    objective: &Objective,
     seen: &mut FirstAdversarial<D>,
 ) -> (Mat<D>, Vec<f32>, Vec<bool>) {
-    let mut per_example = Vec::new();
-    let (g, logits) = input_gradient(net, &st.x_cur, Mode::Eval, |z| {
-        let l = match loss {
-            ApgdLoss::Ce => ce_rows(z, &st.onehot),
-            ApgdLoss::Dlr => dlr_rows(z, &st.ys),
-        };
-        per_example = l.retaped::<NoneTape>().as_vec();
-        l.sum()
-    });
-    let wrong = seen.observe_rows(&st.x_cur, &logits.as_vec(), &st.rows, labels);
-    (g, per_example, wrong)
+    let passes = cfg.eot.max(1);
+    let mut g_sum: Option<Mat<D>> = None;
+    let mut loss_sum = vec![0.0f32; st.size()];
+    let mut wrong_any = vec![false; st.rows.len()];
+    for _ in 0..passes {
+        let mut per_example = Vec::new();
+        let (g, logits) = input_gradient(net, &st.x_cur, Mode::Eval, |z| {
+            let l = match objective {
+                Objective::Ce => ce_rows(z, &st.onehot),
+                Objective::Dlr => dlr_rows(z, &st.ys),
+                Objective::DlrTargeted(_) => dlr_targeted_rows(z, &st.ys, &st.targets),
+            };
+            per_example = l.retaped::<NoneTape>().as_vec();
+            l.sum()
+        });
+        let wrong = seen.observe_rows(&st.x_cur, &logits.as_vec(), &st.rows, labels);
+        for (a, w) in wrong_any.iter_mut().zip(&wrong) {
+            *a |= *w;
+        }
+        for (a, l) in loss_sum.iter_mut().zip(&per_example) {
+            *a += *l;
+        }
+        g_sum = Some(match g_sum {
+            None => g,
+            Some(s) => s + g,
+        });
+    }
+    let g = g_sum.expect("at least one pass");
+    if passes == 1 {
+        return (g, loss_sum, wrong_any);
+    }
+    let k = passes as f32;
+    (g / k, loss_sum.iter().map(|l| l / k).collect(), wrong_any)
 }
 
 /// Per-example cross-entropy -log softmax(z)_y, (B,).
@@ -386,6 +501,49 @@ pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
     (margin.put_tape(tape) / spread.retaped::<T>()).negate()
 }
 
+/// Per-example targeted DLR loss of APGD-T, (B,), differentiable in the logits:
+/// `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`, the sort read from the logits'
+/// values as in [`dlr_rows`].
+///
+/// # Panics
+/// With fewer than 4 classes (the attack's constructor refuses those with an error).
+pub fn dlr_targeted_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
+    z: Logits<D, T>,
+    labels: &[usize],
+    targets: &[usize],
+) -> Tensor<(usize,), f32, D, T> {
+    let (b, c) = *z.shape();
+    let values = z.as_vec();
+    let (mut num, mut den) = (vec![0.0f32; b * c], vec![0.0f32; b * c]);
+    for (i, row) in values.chunks(c).enumerate() {
+        let order = ranking(row);
+        num[i * c + labels[i]] += 1.0;
+        num[i * c + targets[i]] -= 1.0;
+        den[i * c + order[0]] += 1.0;
+        den[i * c + order[2]] -= 0.5;
+        den[i * c + order[3]] -= 0.5;
+    }
+    let dev = z.device().clone();
+    let num: Mat<D> = dev.tensor_from_vec(num, (b, c));
+    let den: Mat<D> = dev.tensor_from_vec(den, (b, c));
+    let (z, tape) = z.split_tape();
+    let margin = (z.clone().put_tape(tape) * num).sum::<(usize,), Axis<1>>();
+    let (margin, tape) = margin.split_tape();
+    let spread = (z.put_tape(tape) * den).sum::<(usize,), Axis<1>>() + 1e-12;
+    let (spread, tape) = spread.split_tape();
+    (margin.put_tape(tape) / spread.retaped::<T>()).negate()
+}
+
+/// The targeted DLR loss of one row of logits (host, in f64), for tests.
+///
+/// # Panics
+/// With fewer than 4 logits.
+pub fn dlr_targeted(logits: &[f32], y: usize, t: usize) -> f64 {
+    let mut sorted: Vec<f64> = logits.iter().map(|&v| v as f64).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    -(logits[y] as f64 - logits[t] as f64) / (sorted[0] - 0.5 * (sorted[2] + sorted[3]) + 1e-12)
+}
+
 /// The DLR loss of one row of logits (host, in f64), for tests and reports.
 ///
 /// # Panics
@@ -400,4 +558,67 @@ pub fn dlr(logits: &[f32], y: usize) -> f64 {
         .map(|(_, &v)| v as f64)
         .fold(f64::NEG_INFINITY, f64::max);
     -(logits[y] as f64 - rival) / (sorted[0] - sorted[2] + 1e-12)
+}
+
+/// APGD-CE / APGD-DLR as an evaluation [`super::Attack`].
+#[derive(Clone, Debug)]
+pub struct Apgd {
+    cfg: ApgdConfig,
+}
+
+impl Apgd {
+    pub fn new(cfg: ApgdConfig, classes: usize) -> Result<Self, super::AttackError> {
+        super::check_counts(cfg.steps, cfg.restarts)?;
+        if cfg.loss == ApgdLoss::Dlr && classes < 3 {
+            return super::invalid(format!("the DLR loss needs at least 3 classes (it divides by z_pi1 - z_pi3); the model has {classes}"));
+        }
+        Ok(Apgd { cfg })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for Apgd {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> AttackOutcome<D> {
+        apgd(net, x, labels, &self.cfg, rng)
+    }
+}
+
+/// APGD-T as an evaluation [`super::Attack`] ([`apgd_targeted`]).
+#[derive(Clone, Debug)]
+pub struct ApgdT {
+    cfg: ApgdConfig,
+    targets: usize,
+}
+
+impl ApgdT {
+    pub fn new(cfg: ApgdConfig, targets: usize, classes: usize) -> Result<Self, super::AttackError> {
+        super::check_counts(cfg.steps, cfg.restarts)?;
+        if classes < 4 {
+            return super::invalid(format!("APGD-T's targeted DLR loss needs at least 4 classes (it divides by z_pi1 - (z_pi3 + z_pi4)/2); the model has {classes}"));
+        }
+        if targets == 0 || targets >= classes {
+            return super::invalid(format!(
+                "targets must be between 1 and {} (the classes other than the true one), got {targets}",
+                classes - 1
+            ));
+        }
+        Ok(ApgdT { cfg, targets })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for ApgdT {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> AttackOutcome<D> {
+        apgd_targeted(net, x, labels, &self.cfg, self.targets, rng)
+    }
 }

@@ -278,3 +278,29 @@ pub fn cw_l2<D: Device<f32>>(
     }
     finish(net, x, best_adv, labels, Norm::L2)
 }
+
+/// Carlini-Wagner L2 as an evaluation [`super::Attack`] (a minimum-norm attack: its outcome
+/// carries the per-example norms).
+#[derive(Clone, Debug)]
+pub struct Cw {
+    cfg: CwConfig,
+}
+
+impl Cw {
+    pub fn new(cfg: CwConfig, classes: usize) -> Result<Self, AttackError> {
+        cfg.check(classes)?;
+        Ok(Cw { cfg })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for Cw {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        _rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> super::AttackOutcome<D> {
+        cw_l2(net, x, labels, &self.cfg).into()
+    }
+}

@@ -247,3 +247,29 @@ fn coefficients<D: Device<f32>>(
     }
     dev.tensor_from_vec(v, (work.len(), classes))
 }
+
+/// DeepFool as an evaluation [`super::Attack`] (a minimum-norm attack: its outcome carries the
+/// per-example norms).
+#[derive(Clone, Debug)]
+pub struct DeepFool {
+    cfg: DeepFoolConfig,
+}
+
+impl DeepFool {
+    pub fn new(cfg: DeepFoolConfig, classes: usize) -> Result<Self, AttackError> {
+        cfg.check(classes)?;
+        Ok(DeepFool { cfg })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for DeepFool {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        _rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> super::AttackOutcome<D> {
+        deepfool(net, x, labels, &self.cfg).into()
+    }
+}

@@ -1,5 +1,5 @@
-//! Evaluation attacks: one entry point for every [`salient_ir::Attack`], and the per-example
-//! bookkeeping they share.
+//! The entry point of evaluation: [`attack_batch`] attacks a batch under one
+//! [`salient_ir::AttackSpec`] through the [`super::Attack`] it builds.
 //!
 //! Conventions (the usual mistakes listed by Croce and Hein 2020 are avoided by construction):
 //! - the network is attacked in EVAL mode (dropout off, batchnorm running statistics), on its
@@ -11,46 +11,18 @@
 //!   [`crate::losses::argmax_rows`]); the first adversarial example found is kept;
 //! - examples the network already misclassifies are not attacked: they count as not robust and
 //!   their `x_adv` is the clean image.
-use super::apgd::{apgd, ApgdConfig};
-use super::fgsm::fgsm;
-use super::pgd::{pgd_restarts, PgdConfig};
-use super::square::{square, ImageDims, SquareConfig};
-use crate::losses::{argmax_rows, one_hot};
+use super::rows::{bucket, correct_rows, padded, put_rows, take_rows, AttackError, AttackOutcome};
+use super::{build, Attack, AttackContext};
 use crate::ops::Mat;
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
-use salient_ir::{ApgdLoss, Attack, AttackSpec};
+use salient_ir::AttackSpec;
 use salient_nn::{Mode, Network};
-use thiserror::Error;
-
-/// The result of attacking a batch.
-#[derive(Clone, Debug)]
-pub struct AttackOutcome<D: Device<f32>> {
-    /// (B, N): the first adversarial example found for broken examples; for robust examples the
-    /// attack's last (PGD, FGSM) or highest-loss (APGD, Square) point; the clean image for
-    /// examples misclassified to begin with.
-    pub x_adv: Mat<D>,
-    /// Per example: still correctly classified after the attack.
-    pub robust: Vec<bool>,
-}
-
-impl<D: Device<f32>> AttackOutcome<D> {
-    /// Number of robust examples.
-    pub fn robust_count(&self) -> usize {
-        self.robust.iter().filter(|&&r| r).count()
-    }
-}
-
-/// A batch or an attack setting the attacks cannot run on. Checked specs and loaded datasets
-/// never produce one; hand-built calls can.
-#[derive(Debug, Error, Clone, PartialEq)]
-#[error("{0}")]
-pub struct AttackError(pub String);
 
 /// Attack the batch `x` (B, N) of pixels in [0, 1] with true labels `labels` under `spec`.
 ///
 /// The network runs in eval mode. `rng` drives random starts, restarts and Square's proposals:
-/// the same generator state gives the same outcome.
+/// the same generator state gives the same outcome. Errors name the spec.
 pub fn attack_batch<D: Device<f32>>(
     net: &mut Network<D>,
     spec: &AttackSpec,
@@ -58,23 +30,49 @@ pub fn attack_batch<D: Device<f32>>(
     labels: &[usize],
     rng: &mut ChaCha8Rng,
 ) -> Result<AttackOutcome<D>, AttackError> {
-    let classes = validate(net, spec, x, labels)?;
+    let named = |e: AttackError| AttackError(format!("attack `{}`: {}", spec.name, e.0));
+    let ctx = context(net, spec).map_err(named)?;
+    let mut attack = build::<D>(&spec.attack, &ctx).map_err(named)?;
+    attack_with(net, attack.as_mut(), x, labels, rng).map_err(named)
+}
+
+/// The context an attack on `net` is built with; checks the spec's eps.
+pub fn context<D: Device<f32>>(
+    net: &Network<D>,
+    spec: &AttackSpec,
+) -> Result<AttackContext, AttackError> {
+    let eps = spec.eps();
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(AttackError(format!(
+            "eps must be a finite number >= 0, got {eps}"
+        )));
+    }
+    Ok(AttackContext {
+        classes: net.def().output.numel(),
+        input: net.def().input,
+    })
+}
+
+/// Attack the batch with an attack already built: only the examples the network classifies
+/// correctly are attacked (the others count as not robust, keep their clean image and a
+/// minimal perturbation of 0).
+pub fn attack_with<D: Device<f32>>(
+    net: &mut Network<D>,
+    attack: &mut dyn Attack<D>,
+    x: &Mat<D>,
+    labels: &[usize],
+    rng: &mut ChaCha8Rng,
+) -> Result<AttackOutcome<D>, AttackError> {
+    let classes = validate(net, x, labels)?;
     let (b, _) = *x.shape();
     if b == 0 {
-        return Ok(AttackOutcome {
-            x_adv: x.clone(),
-            robust: Vec::new(),
-        });
+        return Ok(AttackOutcome::new(x.clone(), Vec::new()));
     }
-    // Only the examples classified correctly are attacked.
     let clean = net.forward(x.clone(), Mode::Eval).as_vec();
     let correct = correct_rows(&clean, classes, labels);
     let rows: Vec<usize> = (0..b).filter(|&i| correct[i]).collect();
     if rows.is_empty() {
-        return Ok(AttackOutcome {
-            x_adv: x.clone(),
-            robust: vec![false; b],
-        });
+        return Ok(AttackOutcome::new(x.clone(), vec![false; b]));
     }
     let work = padded(&rows, bucket(rows.len(), b));
     let xs = if rows.len() == b {
@@ -83,96 +81,29 @@ pub fn attack_batch<D: Device<f32>>(
         take_rows(x, &work)
     };
     let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
-    let sub = run_attack(net, &spec.attack, &xs, &ys, classes, rng);
-    let mut robust = vec![false; b];
+    let sub = attack.run(net, &xs, &ys, rng);
+    let mut out = AttackOutcome::new(put_rows(x.clone(), sub.x_adv, &rows), vec![false; b]);
     for (j, &i) in rows.iter().enumerate() {
-        robust[i] = sub.robust[j];
+        out.robust[i] = sub.robust[j];
+        out.broken_by[i] = sub.broken_by[j];
     }
-    Ok(AttackOutcome {
-        x_adv: put_rows(x.clone(), sub.x_adv, &rows),
-        robust,
-    })
+    if let Some(sub_norms) = sub.min_norms {
+        let mut norms = vec![0.0f32; b];
+        for (j, &i) in rows.iter().enumerate() {
+            norms[i] = sub_norms[j];
+        }
+        out.min_norms = Some(norms);
+    }
+    Ok(out)
 }
 
-/// Dispatch to the attack; `x` holds only correctly classified examples.
-fn run_attack<D: Device<f32>>(
-    net: &mut Network<D>,
-    attack: &Attack,
-    x: &Mat<D>,
-    labels: &[usize],
-    classes: usize,
-    rng: &mut ChaCha8Rng,
-) -> AttackOutcome<D> {
-    match *attack {
-        Attack::Fgsm { eps } => {
-            let onehot = one_hot(x.device(), labels, classes);
-            let x_adv = fgsm(net, x, &onehot, eps as f32);
-            let logits = net.forward(x_adv.clone(), Mode::Eval).as_vec();
-            AttackOutcome {
-                x_adv,
-                robust: correct_rows(&logits, classes, labels),
-            }
-        }
-        Attack::Pgd {
-            norm,
-            eps,
-            step_size,
-            steps,
-            random_start,
-            restarts,
-        } => {
-            let cfg = PgdConfig {
-                norm,
-                eps: eps as f32,
-                step_size: step_size as f32,
-                steps,
-                random_start,
-                loss: super::AttackLoss::Ce,
-            };
-            pgd_restarts(net, x, labels, &cfg, restarts, rng)
-        }
-        Attack::Apgd {
-            norm,
-            eps,
-            loss,
-            steps,
-            restarts,
-        } => {
-            let cfg = ApgdConfig {
-                norm,
-                eps: eps as f32,
-                loss,
-                steps,
-                restarts,
-            };
-            apgd(net, x, labels, &cfg, rng)
-        }
-        Attack::Square {
-            norm,
-            eps,
-            queries,
-            p_init,
-        } => {
-            let cfg = SquareConfig {
-                norm,
-                eps: eps as f32,
-                queries,
-                p_init,
-            };
-            let dims = ImageDims::of(net.def().input);
-            square(net, x, labels, &cfg, dims, rng).outcome
-        }
-    }
-}
-
-/// Check the batch against the network and the attack's settings; returns the class count.
+/// Check the batch against the network; returns the class count.
 fn validate<D: Device<f32>>(
     net: &Network<D>,
-    spec: &AttackSpec,
     x: &Mat<D>,
     labels: &[usize],
 ) -> Result<usize, AttackError> {
-    let err = |m: String| Err(AttackError(format!("attack `{}`: {m}", spec.name)));
+    let err = |m: String| Err(AttackError(m));
     let (b, n) = *x.shape();
     let input = net.def().input.numel();
     let classes = net.def().output.numel();
@@ -191,255 +122,5 @@ fn validate<D: Device<f32>>(
     if let Some(y) = labels.iter().find(|&&y| y >= classes) {
         return err(format!("label {y} is out of range for {classes} classes"));
     }
-    let eps = spec.eps();
-    if !(eps.is_finite() && eps >= 0.0) {
-        return err(format!("eps must be a finite number >= 0, got {eps}"));
-    }
-    match spec.attack {
-        Attack::Fgsm { .. } => {}
-        Attack::Pgd {
-            step_size,
-            steps,
-            restarts,
-            ..
-        } => {
-            if !(step_size.is_finite() && step_size >= 0.0) {
-                return err(format!(
-                    "step_size must be a finite number >= 0, got {step_size}"
-                ));
-            }
-            if steps == 0 || restarts == 0 {
-                return err(format!(
-                    "steps ({steps}) and restarts ({restarts}) must be at least 1"
-                ));
-            }
-        }
-        Attack::Apgd {
-            loss,
-            steps,
-            restarts,
-            ..
-        } => {
-            if steps == 0 || restarts == 0 {
-                return err(format!(
-                    "steps ({steps}) and restarts ({restarts}) must be at least 1"
-                ));
-            }
-            if loss == ApgdLoss::Dlr && classes < 3 {
-                return err(format!("the DLR loss needs at least 3 classes (it divides by z_pi1 - z_pi3); the model has {classes}"));
-            }
-        }
-        Attack::Square {
-            queries, p_init, ..
-        } => {
-            if queries == 0 {
-                return err("queries must be at least 1".to_string());
-            }
-            if !(p_init > 0.0 && p_init <= 1.0) {
-                return err(format!("p_init must be in (0, 1], got {p_init}"));
-            }
-        }
-    }
     Ok(classes)
-}
-
-/// Per row of host logits (B x classes): is the argmax the label?
-pub fn correct_rows(logits: &[f32], classes: usize, labels: &[usize]) -> Vec<bool> {
-    argmax_rows(logits, classes)
-        .iter()
-        .zip(labels)
-        .map(|(p, y)| p == y)
-        .collect()
-}
-
-/// The size a working set of `m` examples out of a batch of `full` is padded to: the next
-/// power of two, at most `full`.
-///
-/// dfdx's allocation cache keeps freed buffers per exact size and never frees them, so a working
-/// set that shrinks one example at a time would fill memory with buffers of sizes never used
-/// again (an MNIST evaluation reached 20 GB). Working sets padded to these sizes take at most
-/// log2(full) + 2 distinct sizes, and the cache at most about twice the full batch's buffers.
-pub fn bucket(m: usize, full: usize) -> usize {
-    if m == 0 {
-        0
-    } else {
-        m.next_power_of_two().min(full.max(m))
-    }
-}
-
-/// `rows` followed by copies of `rows[0]` up to `size` entries: the padding rows of a working
-/// set, whose results are ignored.
-pub fn padded(rows: &[usize], size: usize) -> Vec<usize> {
-    let mut out = rows.to_vec();
-    if let Some(&first) = rows.first() {
-        out.resize(size.max(rows.len()), first);
-    }
-    out
-}
-
-/// The rows `rows` of `t`, in that order (on the device).
-pub fn take_rows<D: Device<f32>>(t: &Mat<D>, rows: &[usize]) -> Mat<D> {
-    let idx = t.device().tensor_from_vec(rows.to_vec(), (rows.len(),));
-    t.clone().gather(idx)
-}
-
-/// `base` with its row `rows[j]` replaced by row j of `sub`, for j < rows.len() (`sub` may hold
-/// more rows: padding). On the device: concatenation, then a gather.
-pub fn put_rows<D: Device<f32>>(base: Mat<D>, sub: Mat<D>, rows: &[usize]) -> Mat<D> {
-    let pairs: Vec<(usize, usize)> = rows.iter().enumerate().map(|(j, &r)| (r, j)).collect();
-    put_rows_from(base, sub, &pairs)
-}
-
-/// `base` with row `to` replaced by row `from` of `sub` for each pair `(to, from)`.
-pub fn put_rows_from<D: Device<f32>>(
-    base: Mat<D>,
-    sub: Mat<D>,
-    pairs: &[(usize, usize)],
-) -> Mat<D> {
-    let b = base.shape().0;
-    if pairs.is_empty() {
-        return base;
-    }
-    if sub.shape().0 == b
-        && pairs.len() == b
-        && pairs
-            .iter()
-            .enumerate()
-            .all(|(j, &(to, from))| to == j && from == j)
-    {
-        return sub;
-    }
-    let mut index: Vec<usize> = (0..b).collect();
-    for &(to, from) in pairs {
-        index[to] = b + from;
-    }
-    let idx = base.device().tensor_from_vec(index, (b,));
-    let ext: Mat<D> = (base, sub).concat_along(Axis::<0>);
-    ext.gather(idx)
-}
-
-/// Row i from `on_true` where `mask[i]`, else from `on_false` (exact, on the device).
-pub fn select_rows<D: Device<f32>>(mask: &[bool], on_true: Mat<D>, on_false: Mat<D>) -> Mat<D> {
-    if mask.iter().all(|&m| m) {
-        return on_true;
-    }
-    if !mask.iter().any(|&m| m) {
-        return on_false;
-    }
-    let shape = *on_true.shape();
-    let m = on_true.device().tensor_from_vec(
-        mask.iter().map(|&m| if m { 1.0f32 } else { 0.0 }).collect(),
-        (shape.0,),
-    );
-    m.broadcast_like::<(usize, usize), Axis<1>>(&shape)
-        .gt(0.5)
-        .choose(on_true, on_false)
-}
-
-/// Per-example record of the first adversarial example found during one attack run.
-pub struct FirstAdversarial<D: Device<f32>> {
-    /// Rows found adversarial hold the first such point; the others the clean input.
-    x_adv: Mat<D>,
-    robust: Vec<bool>,
-    classes: usize,
-}
-
-impl<D: Device<f32>> FirstAdversarial<D> {
-    pub fn new(x: &Mat<D>, classes: usize) -> Self {
-        FirstAdversarial {
-            x_adv: x.clone(),
-            robust: vec![true; x.shape().0],
-            classes,
-        }
-    }
-
-    /// Look at candidate points `xc` (all B rows) with their logits (host, B x classes): rows
-    /// misclassified for the first time are kept. Returns whether each row is misclassified.
-    pub fn observe(&mut self, xc: &Mat<D>, logits: &[f32], labels: &[usize]) -> Vec<bool> {
-        let all: Vec<usize> = (0..self.robust.len()).collect();
-        self.observe_rows(xc, logits, &all, labels)
-    }
-
-    /// As [`FirstAdversarial::observe`] for candidates of the examples `rows` only: row j of
-    /// `xc` and of `logits` belongs to example `rows[j]`; rows of `xc` and `logits` past
-    /// `rows.len()` are padding and ignored; `labels` are all B labels. Returns whether each of
-    /// the `rows.len()` candidates is misclassified.
-    pub fn observe_rows(
-        &mut self,
-        xc: &Mat<D>,
-        logits: &[f32],
-        rows: &[usize],
-        labels: &[usize],
-    ) -> Vec<bool> {
-        let ys: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
-        let wrong: Vec<bool> =
-            correct_rows(&logits[..rows.len() * self.classes], self.classes, &ys)
-                .iter()
-                .map(|c| !c)
-                .collect();
-        let newly: Vec<(usize, usize)> = (0..rows.len())
-            .filter(|&j| wrong[j] && self.robust[rows[j]])
-            .map(|j| (rows[j], j))
-            .collect();
-        if !newly.is_empty() {
-            self.x_adv = put_rows_from(self.x_adv.clone(), xc.clone(), &newly);
-            for &(i, _) in &newly {
-                self.robust[i] = false;
-            }
-        }
-        wrong
-    }
-
-    pub fn robust(&self) -> &[bool] {
-        &self.robust
-    }
-
-    /// The outcome: robust rows take their row of `fallback` (the attack's last or best point).
-    pub fn finish(self, fallback: Mat<D>) -> AttackOutcome<D> {
-        let x_adv = select_rows(&self.robust, fallback, self.x_adv);
-        AttackOutcome {
-            x_adv,
-            robust: self.robust,
-        }
-    }
-}
-
-/// Run `single` (one attack run from a fresh random start) `restarts` times; each restart
-/// attacks only the examples no earlier restart broke, so a broken example keeps the first
-/// adversarial example found (AutoAttack's protocol). Robust examples keep the last restart's
-/// point. `single` may get a batch padded with copies of its first example (see [`bucket`]).
-pub fn with_restarts<D, F>(
-    x: &Mat<D>,
-    labels: &[usize],
-    restarts: usize,
-    mut single: F,
-) -> AttackOutcome<D>
-where
-    D: Device<f32>,
-    F: FnMut(&Mat<D>, &[usize]) -> AttackOutcome<D>,
-{
-    let b = x.shape().0;
-    let mut out = AttackOutcome {
-        x_adv: x.clone(),
-        robust: vec![true; b],
-    };
-    for _ in 0..restarts.max(1) {
-        let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
-        if rows.is_empty() {
-            break;
-        }
-        let work = padded(&rows, bucket(rows.len(), b));
-        let xs = if rows.len() == b {
-            x.clone()
-        } else {
-            take_rows(x, &work)
-        };
-        let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
-        let run = single(&xs, &ys);
-        for (j, &i) in rows.iter().enumerate() {
-            out.robust[i] = run.robust[j];
-        }
-        out.x_adv = put_rows(out.x_adv, run.x_adv, &rows);
-    }
-    out
 }

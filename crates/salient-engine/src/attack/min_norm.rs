@@ -117,3 +117,14 @@ pub fn finish<D: Device<f32>>(
     let x_adv = super::rows::select_rows(&correct, x.clone(), cand);
     MinNormOutcome { x_adv, norms }
 }
+
+impl<D: Device<f32>> From<MinNormOutcome<D>> for super::AttackOutcome<D> {
+    /// As an attack outcome: robust = no adversarial example found at any size; the norms
+    /// travel in `min_norms` (robust accuracy at each eps is read off them).
+    fn from(o: MinNormOutcome<D>) -> Self {
+        let robust = o.norms.iter().map(|n| n.is_infinite()).collect();
+        let mut out = super::AttackOutcome::new(o.x_adv, robust);
+        out.min_norms = Some(o.norms);
+        out
+    }
+}

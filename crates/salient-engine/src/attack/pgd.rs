@@ -11,7 +11,7 @@
 //!
 //! Evaluation ([`pgd_restarts`]): the network in eval mode, cross-entropy, `restarts` runs, each
 //! iterate checked, an example broken as soon as any iterate of any restart misclassifies it.
-use super::eval::{
+use super::rows::{
     bucket, padded, put_rows, take_rows, with_restarts, AttackOutcome, FirstAdversarial,
 };
 use crate::grad::input_gradient;
@@ -193,4 +193,34 @@ pub fn pgd_restarts<D: Device<f32>>(
         seen.observe_rows(&last, &logits, &rows, labels);
         seen.finish(put_rows(x0.clone(), last, &rows))
     })
+}
+
+/// PGD as an evaluation [`super::Attack`] ([`pgd_restarts`], cross-entropy).
+#[derive(Clone, Debug)]
+pub struct Pgd {
+    cfg: PgdConfig,
+    restarts: usize,
+}
+
+impl Pgd {
+    pub fn new(cfg: PgdConfig, restarts: usize) -> Result<Self, super::AttackError> {
+        let a = cfg.step_size;
+        if !(a.is_finite() && a >= 0.0) {
+            return super::invalid(format!("step_size must be a finite number >= 0, got {a}"));
+        }
+        super::check_counts(cfg.steps, restarts)?;
+        Ok(Pgd { cfg, restarts })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for Pgd {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> AttackOutcome<D> {
+        pgd_restarts(net, x, labels, &self.cfg, self.restarts, rng)
+    }
 }

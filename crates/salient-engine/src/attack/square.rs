@@ -29,7 +29,7 @@
 //!
 //! Proposals are built on the host: they are sparse edits of one square per example, and the
 //! forward pass (the only model work) runs on the device.
-use super::eval::{bucket, correct_rows, AttackOutcome};
+use super::rows::{bucket, correct_rows, AttackOutcome};
 use crate::ops::Mat;
 use dfdx::prelude::*;
 use rand::Rng;
@@ -110,10 +110,7 @@ pub fn square<D: Device<f32>>(
     let xs = x.as_vec();
     let eps = cfg.eps;
     if b == 0 || n == 0 || cfg.queries == 0 {
-        let outcome = AttackOutcome {
-            x_adv: x.clone(),
-            robust: vec![true; b],
-        };
+        let outcome = AttackOutcome::new(x.clone(), vec![true; b]);
         return SquareOutcome {
             outcome,
             queries: vec![0; b],
@@ -182,10 +179,7 @@ pub fn square<D: Device<f32>>(
     }
     let x_adv = x.device().tensor_from_vec(best, (b, n));
     SquareOutcome {
-        outcome: AttackOutcome {
-            x_adv,
-            robust: broken.iter().map(|&w| !w).collect(),
-        },
+        outcome: AttackOutcome::new(x_adv, broken.iter().map(|&w| !w).collect()),
         queries,
     }
 }
@@ -421,4 +415,35 @@ fn propose_l2(
         }
     }
     scaled(x, &delta, eps)
+}
+
+/// Square as an evaluation [`super::Attack`].
+#[derive(Clone, Debug)]
+pub struct Square {
+    cfg: SquareConfig,
+    dims: ImageDims,
+}
+
+impl Square {
+    pub fn new(cfg: SquareConfig, dims: ImageDims) -> Result<Self, super::AttackError> {
+        if cfg.queries == 0 {
+            return super::invalid("queries must be at least 1");
+        }
+        if !(cfg.p_init > 0.0 && cfg.p_init <= 1.0) {
+            return super::invalid(format!("p_init must be in (0, 1], got {}", cfg.p_init));
+        }
+        Ok(Square { cfg, dims })
+    }
+}
+
+impl<D: Device<f32>> super::Attack<D> for Square {
+    fn run(
+        &mut self,
+        net: &mut Network<D>,
+        x: &Mat<D>,
+        labels: &[usize],
+        rng: &mut ChaCha8Rng,
+    ) -> AttackOutcome<D> {
+        square(net, x, labels, &self.cfg, self.dims, rng).outcome
+    }
 }

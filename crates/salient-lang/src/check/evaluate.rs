@@ -15,7 +15,6 @@ use crate::suggest;
 use salient_ir::*;
 use std::collections::HashMap;
 
-pub const ATTACKS: &[&str] = &["fgsm", "pgd", "apgd", "square"];
 pub const SALIENCY: &[&str] = &[
     "gradient",
     "gradient_input",
@@ -143,91 +142,357 @@ fn axis_suffix(axes: &[Axis], coords: &[usize]) -> String {
     out
 }
 
+/// The attack kinds of the language: one variant per `attack KIND`, with its name and keys.
+/// Adding an attack = a variant here (the compiler then lists [`AttackKind::name`],
+/// [`AttackKind::keys`] and [`lower_attack`]), a `salient_ir::Attack` variant and its engine
+/// file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttackKind {
+    Fgsm,
+    Pgd,
+    Apgd,
+    ApgdT,
+    Square,
+    Fab,
+    AutoAttack,
+    Cw,
+    DeepFool,
+}
+
+impl AttackKind {
+    pub const ALL: [AttackKind; 9] = [
+        AttackKind::Fgsm,
+        AttackKind::Pgd,
+        AttackKind::Apgd,
+        AttackKind::ApgdT,
+        AttackKind::Square,
+        AttackKind::Fab,
+        AttackKind::AutoAttack,
+        AttackKind::Cw,
+        AttackKind::DeepFool,
+    ];
+
+    /// The name written after `attack`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::Fgsm => "fgsm",
+            AttackKind::Pgd => "pgd",
+            AttackKind::Apgd => "apgd",
+            AttackKind::ApgdT => "apgd_t",
+            AttackKind::Square => "square",
+            AttackKind::Fab => "fab",
+            AttackKind::AutoAttack => "autoattack",
+            AttackKind::Cw => "cw",
+            AttackKind::DeepFool => "deepfool",
+        }
+    }
+
+    /// The settings the kind takes.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            AttackKind::Fgsm => &["eps", "norm"],
+            AttackKind::Pgd => &[
+                "norm",
+                "eps",
+                "step_size",
+                "steps",
+                "random_start",
+                "restarts",
+            ],
+            AttackKind::Apgd => &["norm", "eps", "loss", "steps", "restarts"],
+            AttackKind::ApgdT => &["norm", "eps", "steps", "restarts", "targets"],
+            AttackKind::Square => &["norm", "eps", "queries", "p_init"],
+            AttackKind::Fab => &["norm", "eps", "steps", "restarts", "targets"],
+            AttackKind::AutoAttack => &["norm", "eps", "version", "components"],
+            AttackKind::Cw => &[
+                "norm",
+                "curve",
+                "steps",
+                "binary_steps",
+                "lr",
+                "initial_const",
+                "confidence",
+            ],
+            AttackKind::DeepFool => &["norm", "curve", "steps", "overshoot", "candidates"],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Every kind's name, for suggestions and docs.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+}
+
 fn attack_keys(kind: &str) -> &'static [&'static str] {
+    AttackKind::from_name(kind).map_or(&[], AttackKind::keys)
+}
+
+/// `restarts`: 1 .. 1000, default 1.
+fn restarts(ctx: &mut Ctx, s: &Settings) -> usize {
+    s.whole(ctx, "restarts")
+        .map_or(1, |v| ctx.whole_between("restarts", v, 1, 1000))
+}
+
+/// `steps`: at least 1 (warned above 1000), default `default`.
+fn steps(ctx: &mut Ctx, s: &Settings, default: usize) -> usize {
+    let steps = s
+        .whole(ctx, "steps")
+        .map_or(default, |v| ctx.at_least("steps", v, 1));
+    many_steps(ctx, s, steps);
+    steps
+}
+
+/// `targets`: 1 .. 999, default 9 (AutoAttack's).
+fn targets(ctx: &mut Ctx, s: &Settings) -> usize {
+    s.whole(ctx, "targets")
+        .map_or(9, |v| ctx.whole_between("targets", v, 1, 999))
+}
+
+/// `curve = (e1, e2, ...)`: the eps points of a minimum-norm attack, positive and increasing.
+fn curve(ctx: &mut Ctx, s: &Settings) -> Vec<f64> {
+    let Some(v) = s.get("curve") else {
+        s.missing(ctx, "curve", "(0.5, 1.0, 1.5, 2.0)");
+        return vec![1.0];
+    };
+    let items: Vec<&crate::ast::Value> = match &v.kind {
+        crate::ast::ValueKind::Tuple(items) => items.iter().collect(),
+        _ => vec![v],
+    };
+    let mut out: Vec<f64> = Vec::new();
+    for item in items {
+        let crate::ast::ValueKind::Number { value, .. } = item.kind else {
+            ctx.push(
+                Diagnostic::new(
+                    Code::WrongType,
+                    item.span,
+                    format!(
+                        "`curve` expects a tuple of eps values, found {}",
+                        item.kind.describe()
+                    ),
+                )
+                .with_label("expected a number, as in `(0.5, 1.0, 2.0)`"),
+            );
+            return vec![1.0];
+        };
+        if !(value.is_finite() && value > 0.0) || out.last().is_some_and(|&l| value <= l) {
+            ctx.range_error(
+                item.span,
+                format!("the points of `curve` must be positive and increasing, found {value}"),
+                Some("list the eps values in increasing order: `curve = (0.5, 1.0, 2.0)`"),
+            );
+            return vec![1.0];
+        }
+        out.push(value);
+    }
+    if out.is_empty() {
+        ctx.range_error(
+            v.span,
+            "`curve` needs at least one eps value".to_string(),
+            Some("`curve = (0.5, 1.0, 2.0)`"),
+        );
+        return vec![1.0];
+    }
+    out
+}
+
+/// `components = (apgd_ce, apgd_t, fab_t, square)`: AutoAttack's components to run.
+fn components(ctx: &mut Ctx, s: &Settings) -> Vec<AutoAttackComponent> {
+    let Some(v) = s.get("components") else {
+        return Vec::new();
+    };
+    let names: Vec<String> = AutoAttackComponent::ALL
+        .iter()
+        .map(|c| c.name().replace('-', "_"))
+        .collect();
+    let choices: Vec<&str> = names.iter().map(String::as_str).collect();
+    let items: Vec<&crate::ast::Value> = match &v.kind {
+        crate::ast::ValueKind::Tuple(items) => items.iter().collect(),
+        _ => vec![v],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        if let Some(name) = super::reader::choice_value(ctx, "components", item, &choices) {
+            let c = AutoAttackComponent::ALL
+                .into_iter()
+                .find(|c| c.name().replace('-', "_") == name)
+                .expect("a listed choice");
+            if out.contains(&c) {
+                ctx.range_error(
+                    item.span,
+                    format!("`{name}` is listed twice in `components`"),
+                    None,
+                );
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// The IR of one `attack KIND { ... }` at one sweep point.
+fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings) -> Attack {
+    let norm = if kind == AttackKind::Cw && s.get("norm").is_none() {
+        Norm::L2
+    } else {
+        norm(ctx, s, kind.name())
+    };
     match kind {
-        "fgsm" => &["eps", "norm"],
-        "pgd" => &[
-            "norm",
-            "eps",
-            "step_size",
-            "steps",
-            "random_start",
-            "restarts",
-        ],
-        "apgd" => &["norm", "eps", "loss", "steps", "restarts"],
-        _ => &["norm", "eps", "queries", "p_init"],
+        AttackKind::Fgsm => Attack::Fgsm {
+            eps: attack_eps(ctx, s, norm),
+        },
+        AttackKind::Pgd => {
+            let eps = attack_eps(ctx, s, norm);
+            let steps = steps(ctx, s, 40);
+            let step_size = s
+                .num(ctx, "step_size")
+                .map_or(2.5 * eps / steps.max(1) as f64, |v| {
+                    ctx.positive("step_size", v)
+                });
+            let random_start = s.boolean(ctx, "random_start").unwrap_or(true);
+            Attack::Pgd {
+                norm,
+                eps,
+                step_size,
+                steps,
+                random_start,
+                restarts: restarts(ctx, s),
+            }
+        }
+        AttackKind::Apgd => {
+            let eps = attack_eps(ctx, s, norm);
+            let steps = steps(ctx, s, 100);
+            let loss = match s.choice(ctx, "loss", &["ce", "dlr"]) {
+                Some("dlr") => ApgdLoss::Dlr,
+                _ => ApgdLoss::Ce,
+            };
+            Attack::Apgd {
+                norm,
+                eps,
+                loss,
+                steps,
+                restarts: restarts(ctx, s),
+            }
+        }
+        AttackKind::ApgdT => Attack::ApgdT {
+            norm,
+            eps: attack_eps(ctx, s, norm),
+            steps: steps(ctx, s, 100),
+            restarts: restarts(ctx, s),
+            targets: targets(ctx, s),
+        },
+        AttackKind::Square => {
+            let eps = attack_eps(ctx, s, norm);
+            let queries = s
+                .whole(ctx, "queries")
+                .map_or(1000, |v| ctx.whole_between("queries", v, 1, 1_000_000));
+            let p_init = s
+                .num(ctx, "p_init")
+                .map_or(0.8, |v| ctx.between("p_init", v, 0.0, 1.0, true, false));
+            Attack::Square {
+                norm,
+                eps,
+                queries,
+                p_init,
+            }
+        }
+        AttackKind::Fab => Attack::Fab {
+            norm,
+            eps: attack_eps(ctx, s, norm),
+            steps: steps(ctx, s, 100),
+            restarts: restarts(ctx, s),
+            targets: s
+                .whole(ctx, "targets")
+                .map_or(0, |v| ctx.whole_between("targets", v, 0, 999)),
+        },
+        AttackKind::AutoAttack => {
+            let eps = attack_eps(ctx, s, norm);
+            let listed = components(ctx, s);
+            let version = match s.choice(ctx, "version", &["standard", "plus", "rand"]) {
+                Some("plus") => AutoAttackVersion::Plus,
+                Some("rand") => AutoAttackVersion::Rand,
+                _ => AutoAttackVersion::Standard,
+            };
+            let components = if listed.is_empty() {
+                version.components()
+            } else {
+                listed
+            };
+            Attack::AutoAttack {
+                norm,
+                eps,
+                version,
+                components,
+            }
+        }
+        AttackKind::Cw => {
+            if norm != Norm::L2 {
+                ctx.push(
+                    Diagnostic::new(
+                        Code::Incompatible,
+                        s.span_of("norm"),
+                        "`cw` is the Carlini-Wagner L2 attack; it takes `norm = l2` only",
+                    )
+                    .with_label("cw is L2 only")
+                    .with_help("leave `norm` out or write `norm = l2`; for Linf use `deepfool` or `fab`"),
+                );
+            }
+            let steps = steps(ctx, s, 100);
+            let binary_steps = s
+                .whole(ctx, "binary_steps")
+                .map_or(9, |v| ctx.whole_between("binary_steps", v, 1, 100));
+            let lr = s.num(ctx, "lr").map_or(0.01, |v| ctx.positive("lr", v));
+            let initial_const = s
+                .num(ctx, "initial_const")
+                .map_or(1e-3, |v| ctx.positive("initial_const", v));
+            let confidence = s
+                .num(ctx, "confidence")
+                .map_or(0.0, |v| ctx.non_negative("confidence", v));
+            Attack::Cw {
+                steps,
+                binary_steps,
+                lr,
+                initial_const,
+                confidence,
+                curve: curve(ctx, s),
+            }
+        }
+        AttackKind::DeepFool => {
+            let steps = steps(ctx, s, 50);
+            let overshoot = s
+                .num(ctx, "overshoot")
+                .map_or(0.02, |v| ctx.non_negative("overshoot", v));
+            let candidates = s
+                .whole(ctx, "candidates")
+                .map_or(10, |v| ctx.whole_between("candidates", v, 2, 100_000));
+            Attack::DeepFool {
+                norm,
+                steps,
+                overshoot,
+                candidates,
+                curve: curve(ctx, s),
+            }
+        }
     }
 }
 
 pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
+    let names = AttackKind::names();
     let (specs, sweeps) = each_decl(
         ctx,
         decls,
         "attack",
-        ATTACKS,
+        &names,
         "attack pgd { eps = 0.3 }",
         |ctx, kind, s, named| {
-            let norm = norm(ctx, s, kind);
-            let eps = attack_eps(ctx, s, norm);
-            let restarts = |ctx: &mut Ctx| {
-                s.whole(ctx, "restarts")
-                    .map_or(1, |v| ctx.whole_between("restarts", v, 1, 1000))
-            };
-            let attack = match kind {
-                "fgsm" => Attack::Fgsm { eps },
-                "pgd" => {
-                    let steps = s
-                        .whole(ctx, "steps")
-                        .map_or(40, |v| ctx.at_least("steps", v, 1));
-                    many_steps(ctx, s, steps);
-                    let step_size = s
-                        .num(ctx, "step_size")
-                        .map_or(2.5 * eps / steps.max(1) as f64, |v| {
-                            ctx.positive("step_size", v)
-                        });
-                    let random_start = s.boolean(ctx, "random_start").unwrap_or(true);
-                    Attack::Pgd {
-                        norm,
-                        eps,
-                        step_size,
-                        steps,
-                        random_start,
-                        restarts: restarts(ctx),
-                    }
-                }
-                "apgd" => {
-                    let steps = s
-                        .whole(ctx, "steps")
-                        .map_or(100, |v| ctx.at_least("steps", v, 1));
-                    many_steps(ctx, s, steps);
-                    let loss = match s.choice(ctx, "loss", &["ce", "dlr"]) {
-                        Some("dlr") => ApgdLoss::Dlr,
-                        _ => ApgdLoss::Ce,
-                    };
-                    Attack::Apgd {
-                        norm,
-                        eps,
-                        loss,
-                        steps,
-                        restarts: restarts(ctx),
-                    }
-                }
-                _ => {
-                    let queries = s
-                        .whole(ctx, "queries")
-                        .map_or(1000, |v| ctx.whole_between("queries", v, 1, 1_000_000));
-                    let p_init = s
-                        .num(ctx, "p_init")
-                        .map_or(0.8, |v| ctx.between("p_init", v, 0.0, 1.0, true, false));
-                    Attack::Square {
-                        norm,
-                        eps,
-                        queries,
-                        p_init,
-                    }
-                }
-            };
-            let suffix = if !named && norm == Norm::L2 {
+            let kind = AttackKind::from_name(kind)?;
+            let attack = lower_attack(ctx, kind, s);
+            let l2_default = kind != AttackKind::Cw;
+            let suffix = if !named && l2_default && attack_norm(&attack) == Norm::L2 {
                 vec!["l2".to_string()]
             } else {
                 Vec::new()
@@ -243,6 +508,14 @@ pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
             .collect(),
         sweeps,
     }
+}
+
+fn attack_norm(a: &Attack) -> Norm {
+    AttackSpec {
+        name: String::new(),
+        attack: a.clone(),
+    }
+    .norm()
 }
 
 fn saliency_keys(kind: &str) -> &'static [&'static str] {
