@@ -4,6 +4,7 @@
 //! Everything is written once over dfdx's `Device<f32>`: the same code runs on `Cpu` and, with
 //! the `cuda` feature, on `Cuda`.
 pub mod attack;
+pub mod diagnostics;
 pub mod error;
 pub mod eval;
 pub mod grad;

@@ -1,6 +1,7 @@
 //! `salient run`: train every run of a checked experiment (or reuse its checkpoint), evaluate it,
 //! and write results. Written once over dfdx's `Device`, dispatched to Cpu or (feature `cuda`)
 //! Cuda.
+use crate::diagnostics;
 use crate::error::EngineError;
 use crate::eval;
 use crate::interpret;
@@ -49,6 +50,8 @@ pub struct RunReport {
     /// Parts of the spec this version does not run yet, in words.
     pub not_run: Vec<String>,
     pub rows: Vec<ResultRow>,
+    /// Evaluation sanity warnings (`diagnostics.csv`), every run of the directory.
+    pub diagnostics: Vec<diagnostics::Finding>,
 }
 
 /// Parts of the experiment that will not run, in words, for the user.
@@ -137,6 +140,7 @@ fn run_on<D: Device<f32>>(
         .cloned()
         .collect();
     let mut results = Results::resume(&opts.out_dir, order, &keep)?;
+    let mut diag = diagnostics::Ledger::resume(&opts.out_dir, exp, &results.rows, &keep)?;
     let mut report = RunReport {
         out_dir: opts.out_dir.clone(),
         not_run: unsupported_parts(exp),
@@ -212,6 +216,12 @@ fn run_on<D: Device<f32>>(
             }
         };
         let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
+        let determinism = diagnostics::probe_determinism(
+            &mut net,
+            &splits.test,
+            diagnostics::DETERMINISM_IMAGES,
+            diagnostics::DETERMINISM_REPEATS,
+        );
         if !exp.attacks.is_empty() {
             progress.note(&format!(
                 "{}: attacking ({} attack points)",
@@ -257,9 +267,18 @@ fn run_on<D: Device<f32>>(
         results.rows.extend(interpret);
         results.add_curve(run, &record.log);
         results.flush()?;
+        for f in diag.add_run(&results.rows, exp, &run.id, Some(determinism)) {
+            match opts.quiet {
+                true => eprintln!("{}", diagnostics::warning_line(&f)),
+                false => progress.note(&diagnostics::warning_line(&f)),
+            }
+        }
+        diag.flush()?;
     }
     results.flush()?;
+    diag.flush()?;
     report.rows = results.rows;
+    report.diagnostics = diag.findings;
     Ok(report)
 }
 

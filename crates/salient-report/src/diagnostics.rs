@@ -75,7 +75,9 @@ pub fn section_html(rows: Option<&[Diagnostic]>) -> String {
     if rows.is_empty() {
         return "<h2 id=\"diagnostics\">Evaluation diagnostics</h2>\n<p class=\"diag-ok\">No warnings: every evaluation sanity check passed (<a href=\"diagnostics.csv\">diagnostics.csv</a>).</p>\n".to_string();
     }
-    let mut h = String::from("<section class=\"diag\">\n<h2 id=\"diagnostics\">Evaluation diagnostics</h2>\n");
+    let mut h = String::from(
+        "<section class=\"diag\">\n<h2 id=\"diagnostics\">Evaluation diagnostics</h2>\n",
+    );
     h.push_str(&format!(
         "<p><strong>{} warning(s)</strong>: some robust-accuracy numbers below may not mean what they seem (Carlini et al. 2019; Athalye et al. 2018; Croce and Hein 2020). Also in <a href=\"diagnostics.csv\">diagnostics.csv</a>.</p>\n",
         rows.len()
@@ -126,7 +128,9 @@ cnn-x,eval_nondeterministic,,,,0.3,0.0,0.3,0.0001,\"logits differ, 4 predictions
         assert!(h.contains("<strong>2 warning(s)</strong>"));
         assert!(h.contains("<td>linf 0.3</td>"));
         assert!(h.contains("fgsm leaves &lt;89.0%&gt;"), "{h}");
-        assert!(summary_line(&rows).unwrap().starts_with("2 evaluation diagnostic warning(s) for 2 run(s)"));
+        assert!(summary_line(&rows)
+            .unwrap()
+            .starts_with("2 evaluation diagnostic warning(s) for 2 run(s)"));
         // Header only: the checks ran and passed.
         std::fs::write(dir.join("diagnostics.csv"), CSV.lines().next().unwrap()).unwrap();
         let rows = load(&dir).unwrap().unwrap();
