@@ -188,10 +188,55 @@ pub fn class_gradient<D: Device<f32>>(
     let classes = net.def().output.numel();
     let onehot = one_hot(net.device(), labels, classes);
     let (g, logits) = input_gradient(net, x, Mode::Eval, |z| match objective {
-        Objective::LogProb => (z.log_softmax::<Axis<1>>() * onehot).sum(),
+        Objective::LogProb => log_prob_sum(z, &onehot),
         Objective::Logit => (z * onehot).sum(),
     });
     Ok((g, logits))
+}
+
+/// `sum_i log p_{y_i}(z_i)` written so that its gradient has no cancellation:
+///
+///   log p_y = -m - ln( e^-m + sum_{j != y} e^(d_j - m) ),   d_j = z_j - z_y,
+///
+/// with the constant `m = max(0, max_{j != y} d_j)` (the value does not depend on m, and every
+/// exponent is <= 0). Then `d/dz_j = -p_j` for j != y and `d/dz_y = sum_{j != y} p_j`, each a
+/// sum of positive terms. The textbook form `log_softmax(z) . onehot` differentiates to
+/// `d/dz_y = 1 - p_y`, which in f32 loses every digit of `1 - p_y` below 2^-24: for a
+/// confidently classified image (1 - p_y = 1e-5) that is a 0.3% error in the largest logit
+/// gradient, and since the input gradient is a near-cancelling sum of the logit gradients the
+/// map was off by up to 1% of its maximum (issue #12; docs/saliency.md, "Accuracy").
+fn log_prob_sum<D: Device<f32>>(
+    z: Tensor<(usize, usize), f32, D, OwnedTape<f32, D>>,
+    onehot: &Tensor<(usize, usize), f32, D>,
+) -> Tensor<Rank0, f32, D, OwnedTape<f32, D>> {
+    let shape = *z.shape();
+    let (b, c) = shape;
+    let dev = z.device().clone();
+    let (z, tape) = z.split_tape();
+    // The shift m per row, on the host (a constant: no gradient flows through it).
+    let (zh, oh) = (z.as_vec(), onehot.as_vec());
+    let m: Vec<f32> = (0..b)
+        .map(|i| {
+            let row = &zh[i * c..(i + 1) * c];
+            let y = (0..c).find(|&j| oh[i * c + j] == 1.0).unwrap_or(0);
+            (0..c)
+                .filter(|&j| j != y)
+                .map(|j| row[j] - row[y])
+                .fold(0.0f32, f32::max)
+        })
+        .collect();
+    let neg_exp_m: Vec<f32> = m.iter().map(|v| (-v).exp()).collect();
+    let m = dev.tensor_from_vec(m, (b,));
+    let neg_exp_m = dev.tensor_from_vec(neg_exp_m, (b,));
+    let others = onehot.clone().negate() + 1.0;
+    let zy = (z.clone().put_tape(tape) * onehot.clone()).sum::<(usize,), Axis<1>>();
+    let (zy, tape) = zy.split_tape();
+    let d = z.put_tape(tape)
+        - zy.retaped::<OwnedTape<f32, D>>()
+            .broadcast_like::<_, Axis<1>>(&shape);
+    let e = (d - m.clone().broadcast_like::<_, Axis<1>>(&shape)).exp() * others;
+    let s = e.sum::<(usize,), Axis<1>>() + neg_exp_m;
+    (s.ln() + m).sum().negate()
 }
 
 /// The objective itself per example (host), e.g. to check completeness of integrated gradients.
@@ -213,4 +258,59 @@ pub fn objective_values<D: Device<f32>>(
         .enumerate()
         .map(|(i, &y)| v[i * classes + y])
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// d/dz of log_prob_sum and its value, for one row of logits, on the CPU.
+    fn grad_and_value(z: &[f32], y: usize) -> (Vec<f32>, f32) {
+        let dev = Cpu::default();
+        let c = z.len();
+        let zt = dev.tensor_from_vec(z.to_vec(), (1, c));
+        let onehot = one_hot(&dev, &[y], c);
+        let obj = log_prob_sum(zt.clone().traced(Gradients::leaky()), &onehot);
+        let value = obj.array();
+        (obj.backward().get(&zt).as_vec(), value)
+    }
+
+    /// Known answer in f64: d log p_y / dz_j = [j = y] - p_j, with 1 - p_y = sum_{j != y} p_j.
+    fn reference(z: &[f32], y: usize) -> (Vec<f64>, f64) {
+        let m = z.iter().fold(f64::NEG_INFINITY, |a, v| a.max(*v as f64));
+        let e: Vec<f64> = z.iter().map(|v| (*v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        let p: Vec<f64> = e.iter().map(|v| v / s).collect();
+        let others: f64 = (0..z.len()).filter(|&j| j != y).map(|j| p[j]).sum();
+        let g = (0..z.len())
+            .map(|j| if j == y { others } else { -p[j] })
+            .collect();
+        (g, (p[y]).ln())
+    }
+
+    #[test]
+    fn log_prob_gradient_is_accurate_when_the_class_is_certain() {
+        // 1 - p_y = 3.5e-7 (first case): float32's `1 - p_y` would keep about one digit of it.
+        let cases: [(&[f32], usize); 4] = [
+            (&[20.0, 5.0, 3.0, -2.0], 0),
+            (&[1.0, 14.5, 0.3, 2.0, -1.0], 1),
+            (&[0.2, -0.4, 0.9], 2),
+            // Misclassified by a margin whose exponential overflows float32 without the shift.
+            (&[-60.0, 50.0, 0.0], 0),
+        ];
+        for (z, y) in cases {
+            let (g, v) = grad_and_value(z, y);
+            let (gr, vr) = reference(z, y);
+            for (j, (a, b)) in g.iter().zip(&gr).enumerate() {
+                assert!(
+                    (*a as f64 - b).abs() <= 1e-5 * b.abs() + 1e-30,
+                    "z {z:?}, y {y}: d/dz_{j} = {a:e}, reference {b:e}"
+                );
+            }
+            assert!(
+                (v as f64 - vr).abs() <= 1e-5 * (1.0 + vr.abs()),
+                "z {z:?}, y {y}: log p_y = {v}, reference {vr}"
+            );
+        }
+    }
 }
