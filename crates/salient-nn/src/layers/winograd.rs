@@ -424,8 +424,8 @@ const NEIGHBOURS: [(usize, isize); 4] = [(0, 1), (1, 0), (1, 1), (1, -1)];
 /// Positions are joined when a neighbour ([`NEIGHBOURS`]) has an identical window (all
 /// k*k*c values bitwise equal); each connected class then takes the output of its first
 /// position in scan order, so any two positions of a 2x2 pooling window with identical windows
-/// end up bit-identical. Pixels are first labelled (equal 8-neighbours share a label, at most
-/// four c-float comparisons per pixel, usually two), then window equality for each offset is
+/// end up bit-identical. Pixels are first labelled (equal 8-neighbours share a label, four
+/// c-float comparisons per pixel), then window equality for each offset is
 /// read from a summed-area table of "label differs from the label (dy, dx) away", one O(1)
 /// test per position and offset. Only `yn` (ho x wo x out) changes, by at most the rounding
 /// error; the backward pass is the adjoint of the convolution at each position as before.
@@ -450,15 +450,12 @@ fn equal_fields(xn: &[f32], g: &Window, out: usize, yn: &mut [f32], s: &mut TieS
         }
     }
     let pixel = |y: usize, x: usize| &xn[(y * g.w + x) * c..(y * g.w + x + 1) * c];
-    // Bitwise, 8 channels at a time (each block vectorises); 0.0 and -0.0 differ (a forgone
-    // join).
+    // Bitwise, without early exit so that it vectorises; 0.0 and -0.0 differ (a forgone join).
     let same = |u: &[f32], v: &[f32]| {
-        u.chunks(8).zip(v.chunks(8)).all(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .fold(0u32, |acc, (x, y)| acc | (x.to_bits() ^ y.to_bits()))
-                == 0
-        })
+        u.iter()
+            .zip(v)
+            .fold(0u32, |acc, (a, b)| acc | (a.to_bits() ^ b.to_bits()))
+            == 0
     };
     fn find(root: &mut [u32], mut i: u32) -> u32 {
         while root[i as usize] != i {
@@ -490,10 +487,6 @@ fn equal_fields(xn: &[f32], g: &Window, out: usize, yn: &mut [f32], s: &mut TieS
                 }
                 let (ny, nx) = (ny as usize, nx as usize);
                 let j = ((ny + p) * wp + nx + p) as u32;
-                // Already joined (through the left neighbour): equal, no comparison needed.
-                if find(ids, i) == find(ids, j) {
-                    continue;
-                }
                 if same(v, pixel(ny, nx)) {
                     union(ids, i, j);
                     any = true;
