@@ -35,7 +35,7 @@
 //! Restarts attack only the examples earlier restarts left robust. A broken example keeps the
 //! first adversarial iterate found; a robust one gets x_max.
 use super::rows::{
-    bucket, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
+    bucket, in_stages, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
     FirstAdversarial,
 };
 use crate::grad::input_gradient;
@@ -124,30 +124,15 @@ pub fn apgd_targeted<D: Device<f32>>(
     let classes = net.def().output.numel();
     let clean = net.forward(x.clone(), Mode::Eval).as_vec();
     let ranked: Vec<Vec<usize>> = clean.chunks(classes).map(ranking).collect();
-    let b = x.shape().0;
-    let mut out = AttackOutcome::new(x.clone(), vec![true; b]);
-    for t in 1..=targets.min(classes - 1) {
-        // Restarts and targets alike attack only the examples still robust.
-        for _ in 0..cfg.restarts.max(1) {
-            let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
-            if rows.is_empty() {
-                return out;
-            }
-            let work = padded(&rows, bucket(rows.len(), b));
-            let xs = if rows.len() == b {
-                x.clone()
-            } else {
-                take_rows(x, &work)
-            };
-            let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
-            let tg: Vec<usize> = work.iter().map(|&i| ranked[i][t]).collect();
-            let run = single_run(net, &xs, &ys, cfg, &Objective::DlrTargeted(tg), rng);
-            for (j, &i) in rows.iter().enumerate() {
-                out.robust[i] = run.robust[j];
-            }
-            out.x_adv = put_rows(out.x_adv, run.x_adv, &rows);
-        }
-    }
+    let restarts = cfg.restarts.max(1);
+    let stages = targets.min(classes - 1) * restarts;
+    // Restarts and targets alike attack only the examples still robust.
+    let mut out = in_stages(x, labels, stages, |k, xs, ys, work| {
+        let t = 1 + k / restarts;
+        let tg: Vec<usize> = work.iter().map(|&i| ranked[i][t]).collect();
+        single_run(net, xs, ys, cfg, &Objective::DlrTargeted(tg), rng)
+    });
+    out.broken_by.iter_mut().for_each(|b| *b = None);
     out
 }
 
@@ -490,15 +475,7 @@ pub fn dlr_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
         den[i * c + order[0]] += 1.0;
         den[i * c + order[2]] -= 1.0;
     }
-    let dev = z.device().clone();
-    let num: Mat<D> = dev.tensor_from_vec(num, (b, c));
-    let den: Mat<D> = dev.tensor_from_vec(den, (b, c));
-    let (z, tape) = z.split_tape();
-    let margin = (z.clone().put_tape(tape) * num).sum::<(usize,), Axis<1>>();
-    let (margin, tape) = margin.split_tape();
-    let spread = (z.put_tape(tape) * den).sum::<(usize,), Axis<1>>() + 1e-12;
-    let (spread, tape) = spread.split_tape();
-    (margin.put_tape(tape) / spread.retaped::<T>()).negate()
+    ratio_rows(z, num, den)
 }
 
 /// Per-example targeted DLR loss of APGD-T, (B,), differentiable in the logits:
@@ -523,9 +500,20 @@ pub fn dlr_targeted_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
         den[i * c + order[2]] -= 0.5;
         den[i * c + order[3]] -= 0.5;
     }
+    ratio_rows(z, num, den)
+}
+
+/// `-(z . num_i) / (z . den_i + 1e-12)` per row i, differentiable in the logits `z`: the DLR
+/// losses with their coefficient rows `num`, `den` (B x classes, host) read off the sort.
+fn ratio_rows<D: Device<f32>, T: Tape<f32, D> + Merge<T>>(
+    z: Logits<D, T>,
+    num: Vec<f32>,
+    den: Vec<f32>,
+) -> Tensor<(usize,), f32, D, T> {
+    let shape = *z.shape();
     let dev = z.device().clone();
-    let num: Mat<D> = dev.tensor_from_vec(num, (b, c));
-    let den: Mat<D> = dev.tensor_from_vec(den, (b, c));
+    let num: Mat<D> = dev.tensor_from_vec(num, shape);
+    let den: Mat<D> = dev.tensor_from_vec(den, shape);
     let (z, tape) = z.split_tape();
     let margin = (z.clone().put_tape(tape) * num).sum::<(usize,), Axis<1>>();
     let (margin, tape) = margin.split_tape();

@@ -19,7 +19,7 @@
 //! settings of its version, so each component can also run alone. The number of targets is
 //! at most the number of classes minus one.
 use super::apgd::{Apgd, ApgdConfig, ApgdT};
-use super::rows::{bucket, padded, put_rows, take_rows, AttackError, AttackOutcome};
+use super::rows::{in_stages, AttackError, AttackOutcome};
 use super::square::{ImageDims, Square, SquareConfig};
 use super::{Attack, AttackContext};
 use crate::ops::Mat;
@@ -138,29 +138,7 @@ impl<D: Device<f32>> Attack<D> for AutoAttack<D> {
         labels: &[usize],
         rng: &mut ChaCha8Rng,
     ) -> AttackOutcome<D> {
-        let b = x.shape().0;
-        let mut out = AttackOutcome::new(x.clone(), vec![true; b]);
-        for (k, part) in self.parts.iter_mut().enumerate() {
-            let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
-            if rows.is_empty() {
-                break;
-            }
-            let work = padded(&rows, bucket(rows.len(), b));
-            let xs = if rows.len() == b {
-                x.clone()
-            } else {
-                take_rows(x, &work)
-            };
-            let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
-            let run = part.run(net, &xs, &ys, rng);
-            for (j, &i) in rows.iter().enumerate() {
-                if !run.robust[j] {
-                    out.robust[i] = false;
-                    out.broken_by[i] = Some(k);
-                }
-            }
-            out.x_adv = put_rows(out.x_adv, run.x_adv, &rows);
-        }
-        out
+        let parts = &mut self.parts;
+        in_stages(x, labels, parts.len(), |k, xs, ys, _| parts[k].run(net, xs, ys, rng))
     }
 }

@@ -223,9 +223,24 @@ where
     D: Device<f32>,
     F: FnMut(&Mat<D>, &[usize]) -> AttackOutcome<D>,
 {
+    let mut out = in_stages(x, labels, restarts.max(1), |_, xs, ys, _| single(xs, ys));
+    out.broken_by.iter_mut().for_each(|b| *b = None);
+    out
+}
+
+/// Run `stages` attack stages in order (restarts, target classes, the components of an
+/// ensemble), each on the examples every earlier stage left robust: `stage(k, xs, ys, work)`
+/// gets the working set (rows of `x` listed in `work`, padded with copies of the first, see
+/// [`bucket`]) and their labels. A broken example keeps the first stage's adversarial example
+/// and records that stage in `broken_by`; robust examples keep the last stage's point.
+pub fn in_stages<D, F>(x: &Mat<D>, labels: &[usize], stages: usize, mut stage: F) -> AttackOutcome<D>
+where
+    D: Device<f32>,
+    F: FnMut(usize, &Mat<D>, &[usize], &[usize]) -> AttackOutcome<D>,
+{
     let b = x.shape().0;
     let mut out = AttackOutcome::new(x.clone(), vec![true; b]);
-    for _ in 0..restarts.max(1) {
+    for k in 0..stages {
         let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
         if rows.is_empty() {
             break;
@@ -237,9 +252,12 @@ where
             take_rows(x, &work)
         };
         let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();
-        let run = single(&xs, &ys);
+        let run = stage(k, &xs, &ys, &work);
         for (j, &i) in rows.iter().enumerate() {
-            out.robust[i] = run.robust[j];
+            if !run.robust[j] {
+                out.robust[i] = false;
+                out.broken_by[i] = Some(k);
+            }
         }
         out.x_adv = put_rows(out.x_adv, run.x_adv, &rows);
     }
