@@ -22,9 +22,9 @@ docs/metrics.md):
   the attack; tolerance one point, 0.01; both are random, so both values are reported):
   ``pgd`` vs torchattacks.PGD (same eps, steps, step size, random start), ``apgd`` (loss ce /
   dlr) vs AutoAttack's APGDAttack (same steps, restarts, loss), ``square`` vs AutoAttack's
-  SquareAttack (same queries, p_init, schedule rescaled to the budget), an ``autoattack`` attack
-  vs AutoAttack(version=standard) when the spec has one (else a ``not run`` row), and a ``not
-  run`` row for APGD-T (salient has no targeted APGD);
+  SquareAttack (same queries, p_init, schedule rescaled to the budget), ``apgd_t`` vs
+  APGDAttack_targeted, ``fab`` vs FABAttack_PT, an ``autoattack`` attack vs
+  AutoAttack(version=...) when the spec has one (else a ``not run`` row);
 - saliency maps (objective log softmax(z)_y of the true label; tolerance: per image,
   max |S - R| <= 1e-4 max |R|, judged on the images with 1 - p_y >= 1e-2, where float32 can
   meet it; all images as an INFO row with PyTorch's own float32-vs-float64 error): gradient vs captum Saliency (abs per ``sign``), gradient_input
@@ -320,6 +320,21 @@ def reference_attack(kind: str, p: dict, net: nn.Module, x: torch.Tensor, y: tor
                          seed=seed, loss=p["loss"].lower(), device="cpu")
         for xb, yb in zip(x.split(batch), y.split(batch)):
             out.append(robust_flags(net, xb, yb, atk.perturb(xb, yb)))
+    elif kind == "ApgdT":
+        from pyautoattack.autopgd_base import APGDAttack_targeted
+
+        atk = APGDAttack_targeted(net, n_iter=p["steps"], norm="Linf", n_restarts=p["restarts"], eps=p["eps"],
+                                  seed=seed, n_target_classes=p["targets"], device="cpu")
+        for xb, yb in zip(x.split(batch), y.split(batch)):
+            out.append(robust_flags(net, xb, yb, atk.perturb(xb, yb)))
+    elif kind == "Fab":
+        from pyautoattack.fab_pt import FABAttack_PT
+
+        targeted = p["targets"] > 0
+        atk = FABAttack_PT(net, norm="Linf", n_restarts=p["restarts"], n_iter=p["steps"], eps=p["eps"], seed=seed,
+                           targeted=targeted, n_target_classes=max(p["targets"], 1), device="cpu")
+        for xb, yb in zip(x.split(batch), y.split(batch)):
+            out.append(robust_flags(net, xb, yb, atk.perturb(xb, yb)))
     elif kind == "Square":
         from pyautoattack.square import SquareAttack
 
@@ -346,6 +361,8 @@ REFERENCE_NAMES = {
     "Pgd": "torchattacks.PGD",
     "Apgd": "AutoAttack APGDAttack",
     "Square": "AutoAttack SquareAttack",
+    "ApgdT": "AutoAttack APGDAttack_targeted",
+    "Fab": "AutoAttack FABAttack_PT",
     "AutoAttack": "AutoAttack(version=standard)",
 }
 
@@ -388,7 +405,6 @@ def compare_attacks(dump: dict, folder: str, net: nn.Module, x: torch.Tensor, y:
         eps = sorted({attack_kind(a["params"])[1].get("eps") for a in dump["attacks"]} - {None})
         rows.append(not_run(f"autoattack vs AutoAttack(version=standard) eps={eps[-1] if eps else ''}",
                             "the spec has no `attack autoattack`"))
-    rows.append(not_run("APGD-T (targeted DLR)", "salient has no targeted APGD (apgd loss = dlr is untargeted)"))
     return rows
 
 

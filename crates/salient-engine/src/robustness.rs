@@ -130,11 +130,7 @@ pub fn robustness_rows<D: Device<f32>>(
     Ok(rows)
 }
 
-/// Metric of AutoAttack's breakdown rows: per component (`attack` = `NAME/COMPONENT`), the
-/// fraction of the evaluated examples that component broke first.
-pub const AUTOATTACK_BROKEN: &str = "autoattack_broken";
-/// Metric of a minimum-norm attack's median smallest perturbation (`attack` = its name).
-pub const MEDIAN_PERTURBATION: &str = "median_perturbation";
+pub use salient_ir::results::{AUTOATTACK_BROKEN, MEDIAN_PERTURBATION};
 
 /// AutoAttack's breakdown: one row per component, in order.
 fn breakdown_rows(run: &TrainRun, r: &AttackResult) -> Vec<ResultRow> {

@@ -65,3 +65,9 @@ pub struct CurveRow {
     pub seconds: f64,
     pub images_per_second: f64,
 }
+
+/// Metric of AutoAttack's breakdown rows: per component (`attack` = `NAME/COMPONENT`, e.g.
+/// `autoattack/apgd-t`), the fraction of the evaluated examples that component broke first.
+pub const AUTOATTACK_BROKEN: &str = "autoattack_broken";
+/// Metric of a minimum-norm attack's median smallest perturbation (`attack` = its name).
+pub const MEDIAN_PERTURBATION: &str = "median_perturbation";

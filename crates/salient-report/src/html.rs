@@ -22,6 +22,8 @@ pub struct Page<'a> {
     pub notes: &'a [String],
     /// The rows of `diagnostics.csv` (`None`: the directory has none).
     pub diagnostics: Option<&'a [crate::diagnostics::Diagnostic]>,
+    /// AutoAttack's per-component breakdown (empty: no AutoAttack ran).
+    pub breakdown: Vec<crate::breakdown::Breakdown>,
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -95,6 +97,8 @@ pub fn render(page: &Page) -> String {
         h.push_str(&summary_html(page.summary));
         h.push_str("<p class=\"sub\">Mean ± sample standard deviation over n seeds (no ± for a single seed). Also in <a href=\"summary.csv\">summary.csv</a> and <a href=\"summary.md\">summary.md</a>.</p>\n");
     }
+
+    h.push_str(&crate::breakdown::section_html(&page.breakdown));
 
     h.push_str("<h2 id=\"figures\">Figures</h2>\n");
     for f in &page.figures {

@@ -14,6 +14,7 @@
 pub mod aggregate;
 pub mod base64;
 pub mod data;
+pub mod breakdown;
 pub mod diagnostics;
 pub mod error;
 pub mod experiment;
@@ -141,6 +142,7 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
         figures: page_figures,
         notes: &notes,
         diagnostics: diag.as_deref(),
+        breakdown: breakdown::collect(&tables.rows),
     };
     let index = dir.join("index.html");
     write(&index, &html::render(&page))?;
