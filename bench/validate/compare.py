@@ -351,6 +351,8 @@ def reference_attack(kind: str, p: dict, net: nn.Module, x: torch.Tensor, y: tor
         aa = AutoAttack(net, norm="Linf", eps=p["eps"], version=version, seed=seed, device="cpu")
         aa.verbose = False
         adv = aa.run_standard_evaluation(x, y, batch_size=batch)
+        if isinstance(adv, tuple):  # pyautoattack returns (x_adv, y_adv) in some versions
+            adv = adv[0]
         out.append(robust_flags(net, x, y, adv))
     else:
         raise NotImplementedError(f"no reference for attack kind {kind}")
