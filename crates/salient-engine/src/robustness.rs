@@ -13,8 +13,8 @@
 //! `eval.seed`, the stream chosen by a hash of the attack's name and eps, so adding or removing
 //! an attack leaves the others' results unchanged. Batches of `eval.batch` examples are
 //! attacked in order.
-use crate::attack::eval::{attack_with, context};
-use crate::attack::{build, AttackError};
+use crate::attack::eval::{attack_with, build_named, named};
+use crate::attack::AttackError;
 use crate::error::EngineError;
 use crate::results::ResultRow;
 use dfdx::prelude::*;
@@ -164,9 +164,7 @@ pub fn evaluate_attacks<D: Device<f32>>(
     for spec in attacks {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(stream_of(spec));
-        let named = |e: AttackError| AttackError(format!("attack `{}`: {}", spec.name, e.0));
-        let ctx = context(net, spec).map_err(named)?;
-        let mut attack = build::<D>(&spec.attack, &ctx).map_err(named)?;
+        let mut attack = build_named(net, spec)?;
         let mut robust = Vec::with_capacity(n);
         let mut broken_by = Vec::with_capacity(n);
         let mut min_norms: Option<Vec<f32>> = None;
@@ -176,7 +174,8 @@ pub fn evaluate_attacks<D: Device<f32>>(
             let x = net
                 .device()
                 .tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
-            let outcome = attack_with(net, attack.as_mut(), &x, &ys, &mut rng).map_err(named)?;
+            let outcome =
+                attack_with(net, attack.as_mut(), &x, &ys, &mut rng).map_err(|e| named(spec, e))?;
             robust.extend(outcome.robust);
             broken_by.extend(outcome.broken_by);
             if let Some(norms) = outcome.min_norms {

@@ -5,9 +5,9 @@ use dfdx::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use salient_engine::attack::apgd::{apgd, checkpoints, dlr, dlr_rows, ApgdConfig};
-use salient_engine::attack::rows::{bucket, correct_rows, padded};
 use salient_engine::attack::fgsm::fgsm;
 use salient_engine::attack::pgd::pgd_restarts;
+use salient_engine::attack::rows::{bucket, correct_rows, padded};
 use salient_engine::attack::square::{p_selection, square, ImageDims, SquareConfig};
 use salient_engine::attack::{attack_batch, AttackLoss, AttackOutcome, PgdConfig};
 use salient_engine::losses::one_hot;
@@ -16,9 +16,9 @@ use salient_engine::regime::Standard;
 use salient_engine::robustness::{evaluate_attacks, robustness_rows, worst_cases};
 use salient_engine::train::{train, TrainInputs};
 use salient_ir::{
-    ApgdLoss, Attack, AttackSpec, AutoAttackComponent, AutoAttackVersion, DataKind, DataSpec, EvalSpec, Experiment, ImageShape, Layer,
-    MetricSpec, Norm, Optimizer as Opt, Regime, RegimeInstance, ReportSpec, Schedule,
-    Shape as IrShape, TrainConfig, TrainRun,
+    ApgdLoss, Attack, AttackSpec, AutoAttackComponent, AutoAttackVersion, DataKind, DataSpec,
+    EvalSpec, Experiment, ImageShape, Layer, MetricSpec, Norm, Optimizer as Opt, Regime,
+    RegimeInstance, ReportSpec, Schedule, Shape as IrShape, TrainConfig, TrainRun,
 };
 use salient_nn::layers::infer::model_def;
 use salient_nn::{Mode, Network};
@@ -1013,7 +1013,9 @@ fn four_class_linear() -> (Network<Dev>, Vec<f32>, f64) {
     let d = (1..4)
         .map(|k| {
             let margin = (z[0] + b[0] - z[k] - b[k]) as f64;
-            let l1: f64 = (0..16).map(|i| (w[i * 4] - w[i * 4 + k]).abs() as f64).sum();
+            let l1: f64 = (0..16)
+                .map(|i| (w[i * 4] - w[i * 4 + k]).abs() as f64)
+                .sum();
             margin / l1
         })
         .fold(f64::INFINITY, f64::min);
@@ -1100,7 +1102,10 @@ fn autoattack_components_attack_only_what_earlier_ones_left_and_rows_add_up() {
     let clean_n = clean.robust.iter().filter(|&&r| r).count();
     let robust_n = aa.robust.iter().filter(|&&r| r).count();
     assert_eq!(clean_n, broken + robust_n);
-    assert!(broken > 0, "eps {eps} should break some examples of a small MLP");
+    assert!(
+        broken > 0,
+        "eps {eps} should break some examples of a small MLP"
+    );
     // The same spec twice gives the same outcome (seeded per attack).
     let again = evaluate_attacks(&mut net, &res_specs(eps), &test, n, 16, 7).unwrap();
     assert_eq!(again[1].robust, aa.robust);
@@ -1175,7 +1180,10 @@ fn bad_settings_of_the_new_attacks_are_errors_naming_the_attack() {
         },
     );
     let err = evaluate_attacks(&mut net, &[t], &test, 8, 8, 0).unwrap_err();
-    assert!(err.0.contains("apgd_t") && err.0.contains("4 classes"), "{err}");
+    assert!(
+        err.0.contains("apgd_t") && err.0.contains("4 classes"),
+        "{err}"
+    );
     let aa = spec(
         "aa",
         Attack::AutoAttack {

@@ -483,17 +483,7 @@ impl AttackSpec {
         }
     }
     pub fn norm(&self) -> Norm {
-        match &self.attack {
-            Attack::Fgsm { .. } => Norm::Linf,
-            Attack::Cw { .. } => Norm::L2,
-            Attack::Pgd { norm, .. }
-            | Attack::Apgd { norm, .. }
-            | Attack::ApgdT { norm, .. }
-            | Attack::Square { norm, .. }
-            | Attack::Fab { norm, .. }
-            | Attack::AutoAttack { norm, .. }
-            | Attack::DeepFool { norm, .. } => *norm,
-        }
+        self.attack.norm()
     }
     /// Minimum-norm attacks: the eps points at which robust accuracy is read off the
     /// per-example minimal perturbations. `None` for attacks run at one eps.
@@ -573,6 +563,23 @@ pub enum Attack {
         candidates: usize,
         curve: Vec<f64>,
     },
+}
+
+impl Attack {
+    /// The norm of the attack's budget (FGSM: Linf; CW: L2).
+    pub fn norm(&self) -> Norm {
+        match self {
+            Attack::Fgsm { .. } => Norm::Linf,
+            Attack::Cw { .. } => Norm::L2,
+            Attack::Pgd { norm, .. }
+            | Attack::Apgd { norm, .. }
+            | Attack::ApgdT { norm, .. }
+            | Attack::Square { norm, .. }
+            | Attack::Fab { norm, .. }
+            | Attack::AutoAttack { norm, .. }
+            | Attack::DeepFool { norm, .. } => *norm,
+        }
+    }
 }
 
 /// AutoAttack's versions (Croce and Hein's `version` argument).

@@ -104,7 +104,14 @@ fn apgd_t_fab_and_the_minimum_norm_attacks_lower_with_their_defaults() {
             targets: 9
         }
     );
-    assert!(matches!(a[1].attack, Attack::Fab { targets: 9, steps: 100, .. }));
+    assert!(matches!(
+        a[1].attack,
+        Attack::Fab {
+            targets: 9,
+            steps: 100,
+            ..
+        }
+    ));
     assert_eq!(
         a[2].attack,
         Attack::Cw {
@@ -120,7 +127,14 @@ fn apgd_t_fab_and_the_minimum_norm_attacks_lower_with_their_defaults() {
     assert_eq!(a[2].eps(), 2.0);
     assert_eq!(a[2].curve(), Some(&[0.5, 1.0, 2.0][..]));
     assert_eq!(a[3].norm(), Norm::Linf);
-    assert!(matches!(a[3].attack, Attack::DeepFool { steps: 50, candidates: 10, .. }));
+    assert!(matches!(
+        a[3].attack,
+        Attack::DeepFool {
+            steps: 50,
+            candidates: 10,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -135,9 +149,15 @@ fn mistakes_in_the_new_attacks_are_diagnostics() {
     assert!(c.iter().any(|m| m.contains("increasing")), "{c:?}");
     // eps is a key of neither; curve is not a key of apgd_t.
     let c = codes("attack cw { eps = 1.0  curve = (1.0) }");
-    assert!(c.iter().any(|m| m.contains("unknown setting `eps`")), "{c:?}");
+    assert!(
+        c.iter().any(|m| m.contains("unknown setting `eps`")),
+        "{c:?}"
+    );
     let c = codes("attack apgd_t { eps = 0.1  curve = (1.0) }");
-    assert!(c.iter().any(|m| m.contains("unknown setting `curve`")), "{c:?}");
+    assert!(
+        c.iter().any(|m| m.contains("unknown setting `curve`")),
+        "{c:?}"
+    );
     // An unknown kind suggests the near one.
     let c = codes("attack autoatack { eps = 0.1 }");
     assert!(c.iter().any(|m| m.contains("unknown attack")), "{c:?}");

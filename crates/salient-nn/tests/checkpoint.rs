@@ -252,7 +252,10 @@ fn layout_fixture_for_python() {
     let candidates: Vec<PathBuf> = std::env::var_os("SALIENT_PYTHON")
         .map(PathBuf::from)
         .into_iter()
-        .chain([root.join("bench/.venv/bin/python"), PathBuf::from("python3")])
+        .chain([
+            root.join("bench/.venv/bin/python"),
+            PathBuf::from("python3"),
+        ])
         .collect();
     let usable = |py: &PathBuf| {
         std::process::Command::new(py)

@@ -126,7 +126,10 @@ mod tests {
         assert_eq!(b[1].eps, 0.3);
         assert_eq!(b[1].robust, None);
         let html = section_html(&b);
-        assert!(html.contains("apgd-t: 2.0%") && html.contains("73.0%"), "{html}");
+        assert!(
+            html.contains("apgd-t: 2.0%") && html.contains("73.0%"),
+            "{html}"
+        );
         assert!(section_html(&[]).is_empty());
     }
 }

@@ -13,8 +13,8 @@
 //! Rendering is deterministic: the same inputs give byte-identical PNG files.
 pub mod aggregate;
 pub mod base64;
-pub mod data;
 pub mod breakdown;
+pub mod data;
 pub mod diagnostics;
 pub mod error;
 pub mod experiment;

@@ -584,7 +584,11 @@ pub struct ApgdT {
 }
 
 impl ApgdT {
-    pub fn new(cfg: ApgdConfig, targets: usize, classes: usize) -> Result<Self, super::AttackError> {
+    pub fn new(
+        cfg: ApgdConfig,
+        targets: usize,
+        classes: usize,
+    ) -> Result<Self, super::AttackError> {
         super::check_counts(cfg.steps, cfg.restarts)?;
         if classes < 4 {
             return super::invalid(format!("APGD-T's targeted DLR loss needs at least 4 classes (it divides by z_pi1 - (z_pi3 + z_pi4)/2); the model has {classes}"));

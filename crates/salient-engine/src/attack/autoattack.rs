@@ -139,6 +139,8 @@ impl<D: Device<f32>> Attack<D> for AutoAttack<D> {
         rng: &mut ChaCha8Rng,
     ) -> AttackOutcome<D> {
         let parts = &mut self.parts;
-        in_stages(x, labels, parts.len(), |k, xs, ys, _| parts[k].run(net, xs, ys, rng))
+        in_stages(x, labels, parts.len(), |k, xs, ys, _| {
+            parts[k].run(net, xs, ys, rng)
+        })
     }
 }

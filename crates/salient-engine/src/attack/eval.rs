@@ -30,10 +30,22 @@ pub fn attack_batch<D: Device<f32>>(
     labels: &[usize],
     rng: &mut ChaCha8Rng,
 ) -> Result<AttackOutcome<D>, AttackError> {
-    let named = |e: AttackError| AttackError(format!("attack `{}`: {}", spec.name, e.0));
-    let ctx = context(net, spec).map_err(named)?;
-    let mut attack = build::<D>(&spec.attack, &ctx).map_err(named)?;
-    attack_with(net, attack.as_mut(), x, labels, rng).map_err(named)
+    let mut attack = build_named(net, spec)?;
+    attack_with(net, attack.as_mut(), x, labels, rng).map_err(|e| named(spec, e))
+}
+
+/// `e` prefixed with the spec's name, as every evaluation error reads.
+pub fn named(spec: &AttackSpec, e: AttackError) -> AttackError {
+    AttackError(format!("attack `{}`: {}", spec.name, e.0))
+}
+
+/// The attack `spec` describes, built for `net` (its eps checked); errors name the spec.
+pub fn build_named<D: Device<f32>>(
+    net: &Network<D>,
+    spec: &AttackSpec,
+) -> Result<Box<dyn Attack<D>>, AttackError> {
+    let ctx = context(net, spec).map_err(|e| named(spec, e))?;
+    build::<D>(&spec.attack, &ctx).map_err(|e| named(spec, e))
 }
 
 /// The context an attack on `net` is built with; checks the spec's eps.

@@ -233,7 +233,12 @@ where
 /// gets the working set (rows of `x` listed in `work`, padded with copies of the first, see
 /// [`bucket`]) and their labels. A broken example keeps the first stage's adversarial example
 /// and records that stage in `broken_by`; robust examples keep the last stage's point.
-pub fn in_stages<D, F>(x: &Mat<D>, labels: &[usize], stages: usize, mut stage: F) -> AttackOutcome<D>
+pub fn in_stages<D, F>(
+    x: &Mat<D>,
+    labels: &[usize],
+    stages: usize,
+    mut stage: F,
+) -> AttackOutcome<D>
 where
     D: Device<f32>,
     F: FnMut(usize, &Mat<D>, &[usize], &[usize]) -> AttackOutcome<D>,

@@ -438,7 +438,9 @@ fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings) -> Attack {
                         "`cw` is the Carlini-Wagner L2 attack; it takes `norm = l2` only",
                     )
                     .with_label("cw is L2 only")
-                    .with_help("leave `norm` out or write `norm = l2`; for Linf use `deepfool` or `fab`"),
+                    .with_help(
+                        "leave `norm` out or write `norm = l2`; for Linf use `deepfool` or `fab`",
+                    ),
                 );
             }
             let steps = steps(ctx, s, 100);
@@ -492,7 +494,7 @@ pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
             let kind = AttackKind::from_name(kind)?;
             let attack = lower_attack(ctx, kind, s);
             let l2_default = kind != AttackKind::Cw;
-            let suffix = if !named && l2_default && attack_norm(&attack) == Norm::L2 {
+            let suffix = if !named && l2_default && attack.norm() == Norm::L2 {
                 vec!["l2".to_string()]
             } else {
                 Vec::new()
@@ -508,14 +510,6 @@ pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
             .collect(),
         sweeps,
     }
-}
-
-fn attack_norm(a: &Attack) -> Norm {
-    AttackSpec {
-        name: String::new(),
-        attack: a.clone(),
-    }
-    .norm()
 }
 
 fn saliency_keys(kind: &str) -> &'static [&'static str] {
