@@ -520,3 +520,72 @@ fn bad_input_is_an_error_and_interrupt_stops_the_maps() {
     assert_eq!(m.trained(), 0);
     assert!(!dir.path().join("retrain").exists());
 }
+
+const E2E: &str = r#"
+experiment roar_e2e
+data synthetic { shape = (1, 8, 8)  classes = 3  train = 192  test = 96  noise = 0.2  seed = 7 }
+model mlp {
+  flatten
+  dense(out = 16)
+  relu
+  dense(out = 3)
+}
+train { optimizer = adam  lr = 1e-2  epochs = 3  batch = 32  seed = 0 }
+regime standard
+saliency gradient { sign = absolute }
+metrics {
+  roar(percents = (30, 60), seeds = 2, epochs = 2)
+  kar(percents = (30, 60), seeds = 1, epochs = 2, random = false)
+}
+"#;
+
+#[test]
+fn salient_run_writes_the_rows_and_a_second_run_retrains_nothing() {
+    let out = salient_lang::check("roar_e2e.exp", E2E);
+    let msgs: Vec<String> = out.diagnostics.iter().map(|d| d.message.clone()).collect();
+    let exp = out
+        .experiment
+        .unwrap_or_else(|| panic!("spec does not check: {msgs:?}"));
+    let dir = tempfile::tempdir().unwrap();
+    let opts = salient_engine::RunOptions {
+        out_dir: dir.path().to_path_buf(),
+        device: salient_engine::DeviceKind::Cpu,
+        quiet: true,
+        retrain: false,
+        only: Vec::new(),
+        interrupt: std::sync::Arc::new(AtomicBool::new(false)),
+    };
+    salient_engine::run(&exp, E2E, &opts).unwrap();
+    let rows = |dir: &Path| -> Vec<_> {
+        salient_engine::results::read_results(&dir.join("results.csv"))
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.metric.starts_with("roar") || r.metric.starts_with("kar"))
+            .collect()
+    };
+    let first = rows(dir.path());
+    // ROAR: 2 percents x (mean, std, random, random std) + score; KAR without random: 2 x 2.
+    assert_eq!(first.len(), 2 * 4 + 1 + 2 * 2, "{first:?}");
+    for r in &first {
+        assert_eq!(r.saliency.as_deref(), Some("gradient"), "{r:?}");
+        assert!(r.value.is_finite());
+    }
+    for (metric, k) in [
+        (ROAR, 30.0),
+        (ROAR_RANDOM, 60.0),
+        (KAR, 30.0),
+        (KAR_STD, 60.0),
+    ] {
+        value(&first, metric, Some(k));
+    }
+    value(&first, ROAR_SCORE, None);
+    assert!(first
+        .iter()
+        .all(|r| r.metric != KAR_RANDOM && r.metric != KAR_SCORE));
+    // ROAR: 2 x 2 x (method + random); KAR: 2 x 1.
+    let before = records(dir.path());
+    assert_eq!(before.len(), 2 * 2 * 2 + 2);
+    salient_engine::run(&exp, E2E, &opts).unwrap();
+    assert_eq!(records(dir.path()), before, "the rerun retrained nothing");
+    assert_eq!(rows(dir.path()), first);
+}
