@@ -13,7 +13,8 @@ use crate::store::{run_key, RunRecord, Store};
 use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
 use salient_data::Splits;
-use salient_ir::{Experiment, MetricSpec, IR_VERSION};
+use salient_ir::results::{CLASS_ACCURACY, CLEAN_ACCURACY, TRAIN_EPS, TRAIN_SECONDS};
+use salient_ir::{Experiment, MetricSpec, Regime, TrainRun, IR_VERSION};
 use salient_nn::Network;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -237,20 +238,27 @@ fn run_on<D: Device<f32>>(
                 exp.saliency.len()
             ));
         }
-        let interpret = interpret::interpret_rows(
+        let maps_dir = opts.out_dir.join("maps").join(&run.id);
+        let interpret = interpret::interpret_with(
             &mut net,
             exp,
             splits,
             run,
-            &opts.out_dir.join("maps").join(&run.id),
+            &interpret::InterpretOptions {
+                maps_dir: &maps_dir,
+                out_dir: &opts.out_dir,
+                interrupt: &opts.interrupt,
+                quiet: opts.quiet,
+            },
         )?;
         results
             .rows
-            .push(ResultRow::new(run, "clean_accuracy", acc.value()));
+            .push(ResultRow::new(run, CLEAN_ACCURACY, acc.value()));
+        results.rows.extend(train_eps_row(run));
         for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
             let mut row = ResultRow::new(
                 run,
-                "class_accuracy",
+                CLASS_ACCURACY,
                 if total == 0 {
                     0.0
                 } else {
@@ -262,7 +270,7 @@ fn run_on<D: Device<f32>>(
         }
         results
             .rows
-            .push(ResultRow::new(run, "train_seconds", record.train_seconds));
+            .push(ResultRow::new(run, TRAIN_SECONDS, record.train_seconds));
         results.rows.extend(robust);
         results.rows.extend(interpret);
         results.add_curve(run, &record.log);
@@ -280,6 +288,23 @@ fn run_on<D: Device<f32>>(
     report.rows = results.rows;
     report.diagnostics = diag.findings;
     Ok(report)
+}
+
+/// The eps a run was trained against (Kim et al.'s trade-off axis): a `train_eps` row with the
+/// norm as `attack` for adversarial and combined training, eps 0 for standard training, none for
+/// the other regimes (their strength is not an eps).
+fn train_eps_row(run: &TrainRun) -> Option<ResultRow> {
+    let attack = match &run.regime.regime {
+        Regime::Standard => None,
+        Regime::Adversarial(p) => Some(&p.attack),
+        Regime::Combined(p) => Some(&p.attack),
+        Regime::Sgt(_) | Regime::LpDual(_) | Regime::Sensitivity(_) => return None,
+    };
+    let eps = attack.map_or(0.0, |a| a.eps);
+    let mut row = ResultRow::new(run, TRAIN_EPS, eps);
+    row.eps = Some(eps);
+    row.attack = attack.map(|a| a.norm.to_string());
+    Some(row)
 }
 
 /// Ids of the runs `only` selects: those whose id contains one of its strings (all when it is

@@ -719,6 +719,29 @@ pub enum MetricSpec {
     Randomization,
     /// Etmann et al. 2019: |<x, g>| / ||g||.
     Alignment,
+    /// Connectedness of the top `top` percent of each map's pixels: the share of them in the
+    /// largest 8-connected component (1 for one blob, 1/m for m scattered pixels).
+    Connectedness {
+        top: u32,
+    },
+    /// Hooker et al. 2019: remove the top-k% pixels of every training and test image, retrain
+    /// from scratch, test accuracy.
+    Roar(RetrainSpec),
+    /// Hooker et al. 2019: keep only the top-k% pixels (the rest replaced), retrain, test accuracy.
+    Kar(RetrainSpec),
+}
+
+/// The settings of ROAR and KAR (remove / keep and retrain).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrainSpec {
+    /// The percentages k of pixels removed (ROAR) or kept (KAR), increasing, in (0, 100).
+    pub percents: Vec<u32>,
+    /// Retraining runs per point (seeds 0..seeds). Hooker et al. use 5.
+    pub seeds: usize,
+    /// Epochs of each retraining; `None`: the run's own.
+    pub epochs: Option<usize>,
+    /// Also retrain on a random ranking of the pixels (the baseline).
+    pub random: bool,
 }
 
 impl MetricSpec {
@@ -734,6 +757,9 @@ impl MetricSpec {
             MetricSpec::MaxSensitivity { .. } => "max_sensitivity",
             MetricSpec::Randomization => "randomization",
             MetricSpec::Alignment => "alignment",
+            MetricSpec::Connectedness { .. } => "connectedness",
+            MetricSpec::Roar(_) => "roar",
+            MetricSpec::Kar(_) => "kar",
         }
     }
 }

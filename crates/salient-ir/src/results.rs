@@ -71,3 +71,56 @@ pub struct CurveRow {
 pub const AUTOATTACK_BROKEN: &str = "autoattack_broken";
 /// Metric of a minimum-norm attack's median smallest perturbation (`attack` = its name).
 pub const MEDIAN_PERTURBATION: &str = "median_perturbation";
+
+// The `metric` names of the rows. Each metric's engine file writes its rows under these names
+// and the report finds them by the same constants, so a name lives in one place.
+
+/// Clean test accuracy of a run.
+pub const CLEAN_ACCURACY: &str = "clean_accuracy";
+/// Accuracy under an attack at an eps (`attack`, `eps`).
+pub const ROBUST_ACCURACY: &str = "robust_accuracy";
+/// Per-class clean accuracy (`class`).
+pub const CLASS_ACCURACY: &str = "class_accuracy";
+/// Wall time of a run's training (seconds; a reused checkpoint keeps its recorded time).
+pub const TRAIN_SECONDS: &str = "train_seconds";
+/// The eps of the attack a run was trained against (`attack` = its norm, `eps`); 0 for a
+/// standard run. Rows only for standard and adversarially trained runs.
+pub const TRAIN_EPS: &str = "train_eps";
+/// Wall time of a saliency method's maps on the evaluated examples.
+pub const SALIENCY_SECONDS: &str = "saliency_seconds";
+/// Gini index of the pixel scores (mean over examples).
+pub const SPARSENESS: &str = "sparseness";
+/// Entropy of the normalised pixel scores (mean over examples).
+pub const COMPLEXITY: &str = "complexity";
+/// |<x, g>| / ||g|| (mean over examples).
+pub const ALIGNMENT: &str = "alignment";
+/// Deletion AUC (mean over examples) and its curve (`point` = fraction deleted).
+pub const DELETION: &str = "deletion";
+pub const DELETION_CURVE: &str = "deletion_curve";
+/// Insertion AUC (mean over examples) and its curve (`point` = fraction inserted).
+pub const INSERTION: &str = "insertion";
+pub const INSERTION_CURVE: &str = "insertion_curve";
+/// Masking accuracy curve (`point` = percent masked), by the map and by a random ranking.
+pub const MASKING_CURVE: &str = "masking_curve";
+pub const MASKING_CURVE_RANDOM: &str = "masking_curve_random";
+/// Max-sensitivity (mean over examples with a non-zero map).
+pub const MAX_SENSITIVITY: &str = "max_sensitivity";
+/// Cascading randomisation: mean Spearman rho (`point` = index of the layer re-initialised).
+pub const RANDOMIZATION: &str = "randomization";
+/// Share of the top pixels in the largest connected component (mean over examples).
+pub const CONNECTEDNESS: &str = "connectedness";
+/// ROAR / KAR: test accuracy after retraining (`point` = percent removed / kept; mean over the
+/// retraining seeds), its sample standard deviation over the seeds, the same two for a random
+/// ranking of the pixels (the baseline; the same values in every method's rows), and the
+/// summary score (mean over the percents of the gap to the random ranking: random - method for
+/// ROAR, method - random for KAR; positive = the map ranks pixels better than chance).
+pub const ROAR: &str = "roar";
+pub const ROAR_STD: &str = "roar_std";
+pub const ROAR_RANDOM: &str = "roar_random";
+pub const ROAR_RANDOM_STD: &str = "roar_random_std";
+pub const ROAR_SCORE: &str = "roar_score";
+pub const KAR: &str = "kar";
+pub const KAR_STD: &str = "kar_std";
+pub const KAR_RANDOM: &str = "kar_random";
+pub const KAR_RANDOM_STD: &str = "kar_random_std";
+pub const KAR_SCORE: &str = "kar_score";

@@ -22,6 +22,7 @@ pub mod diag;
 pub mod parse;
 pub mod suggest;
 
+pub use check::metrics::MetricKind;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
 use salient_ir::Experiment;
 

@@ -8,8 +8,10 @@
 //! [0, 1] pixel input (the normalisation is inside the model), S the method's map as produced
 //! (the signed gradient gives Etmann's alignment with the log p_y gradient). A zero x or S
 //! gives 0.
+use super::{MapBatch, MeanOverExamples};
 use crate::ops::{row_norms, Mat};
 use dfdx::prelude::*;
+use salient_ir::results::ALIGNMENT;
 
 /// Per-example alignment of the rows of `x` and `s` (both (B, N)), computed on the device.
 pub fn per_example<D: Device<f32>>(x: &Mat<D>, s: &Mat<D>) -> Vec<f64> {
@@ -27,4 +29,12 @@ pub fn per_example<D: Device<f32>>(x: &Mat<D>, s: &Mat<D>) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// The metric: the mean alignment of inputs and maps over the evaluated examples (row `alignment`).
+pub fn metric<D: Device<f32>>() -> MeanOverExamples<D> {
+    fn values<D: Device<f32>>(b: &MapBatch<'_, D>) -> Vec<f64> {
+        per_example(b.x, b.maps)
+    }
+    MeanOverExamples::new(ALIGNMENT, values::<D>)
 }

@@ -5,6 +5,9 @@
 //!
 //! H ranges from 0 (one pixel carries everything) to ln N (uniform). An all-zero map is taken
 //! as uniform: H = ln N.
+use super::{MapBatch, MeanOverExamples};
+use dfdx::prelude::*;
+use salient_ir::results::COMPLEXITY;
 
 /// Entropy (nats) of |values| normalised to sum 1.
 pub fn entropy(values: &[f32]) -> f64 {
@@ -32,4 +35,12 @@ pub fn per_example(pixel: &[f32], batch: usize) -> Vec<f64> {
         .chunks((pixel.len() / batch).max(1))
         .map(entropy)
         .collect()
+}
+
+/// The metric: the mean entropy over the evaluated examples (row `complexity`).
+pub fn metric<D: Device<f32>>() -> MeanOverExamples<D> {
+    fn values<D: Device<f32>>(b: &MapBatch<'_, D>) -> Vec<f64> {
+        per_example(b.pixel, b.labels.len())
+    }
+    MeanOverExamples::new(COMPLEXITY, values::<D>)
 }

@@ -10,10 +10,13 @@
 //! and the true-class probability p_y = softmax(f(x_t))_y is recorded. The score is the area
 //! under that curve over the fraction x_t = t / T in [0, 1] (trapezoid rule, [`super::trapezoid_auc`]):
 //! a good map gives a low deletion AUC (the class dies fast) and a high insertion AUC.
-use super::{count_of, feature_ranks, true_class_probs};
+use super::{count_of, feature_ranks, true_class_probs, Env, MapBatch, Metric, RunInfo};
+use crate::error::EngineError;
 use crate::ops::Mat;
+use crate::results::ResultRow;
 use crate::saliency::{check_batch, SaliencyError};
 use dfdx::prelude::*;
+use salient_ir::results::{DELETION, DELETION_CURVE, INSERTION, INSERTION_CURVE};
 use salient_nn::{Mode, Network};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,8 +28,16 @@ pub enum Direction {
 impl Direction {
     pub fn name(self) -> &'static str {
         match self {
-            Direction::Deletion => "deletion",
-            Direction::Insertion => "insertion",
+            Direction::Deletion => DELETION,
+            Direction::Insertion => INSERTION,
+        }
+    }
+
+    /// The metric name of the curve's rows.
+    pub fn curve_name(self) -> &'static str {
+        match self {
+            Direction::Deletion => DELETION_CURVE,
+            Direction::Insertion => INSERTION_CURVE,
         }
     }
 }
@@ -83,4 +94,74 @@ pub fn curves<D: Device<f32>>(
         }
     }
     Ok(out)
+}
+
+/// Fill value of removed pixels (black, as Petsiuk et al.).
+pub const FILL: f32 = 0.0;
+
+/// The metric: the mean AUC (row `deletion` / `insertion`) and the mean curve (rows
+/// `deletion_curve` / `insertion_curve`, `point` = fraction t / T).
+#[derive(Debug)]
+pub struct Curve {
+    direction: Direction,
+    steps: usize,
+    sums: Vec<f64>,
+    aucs: Vec<f64>,
+}
+
+impl Curve {
+    pub fn new(direction: Direction, steps: usize) -> Self {
+        Curve {
+            direction,
+            steps,
+            sums: vec![0.0; steps + 1],
+            aucs: Vec::new(),
+        }
+    }
+}
+
+impl<D: Device<f32>> Metric<D> for Curve {
+    fn name(&self) -> &'static str {
+        self.direction.name()
+    }
+
+    fn update(&mut self, env: &mut Env<'_, D>, b: &MapBatch<'_, D>) -> Result<(), EngineError> {
+        let curves = curves(
+            env.net,
+            b.x,
+            b.labels,
+            b.pixel,
+            b.channels,
+            self.steps,
+            self.direction,
+            FILL,
+        )?;
+        for curve in curves {
+            self.sums.iter_mut().zip(&curve).for_each(|(s, v)| *s += v);
+            self.aucs.push(super::trapezoid_auc(&curve));
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        _: &mut Env<'_, D>,
+        info: &RunInfo<'_>,
+    ) -> Result<Vec<ResultRow>, EngineError> {
+        let mut out = vec![super::row(
+            info,
+            self.direction.name(),
+            super::mean(&self.aucs),
+        )];
+        let count = self.aucs.len().max(1) as f64;
+        for (f, s) in fractions(self.steps).into_iter().zip(&self.sums) {
+            out.push(super::point_row(
+                info,
+                self.direction.curve_name(),
+                f,
+                s / count,
+            ));
+        }
+        Ok(out)
+    }
 }

@@ -8,12 +8,15 @@
 //! Fills: a constant; the dataset's per-channel mean; or uniform in [min x, max x] of that image
 //! (as in saliency-guided training), drawn once per batch, so that the masks of increasing p are
 //! nested and use the same values.
-use super::{count_of, feature_ranks};
+use super::{count_of, feature_ranks, Env, MapBatch, Metric, RunInfo};
+use crate::error::EngineError;
 use crate::losses::argmax_rows;
 use crate::ops::Mat;
+use crate::results::ResultRow;
 use crate::saliency::{check_batch, noise, SaliencyError};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
+use salient_ir::results::{MASKING_CURVE, MASKING_CURVE_RANDOM};
 use salient_ir::Fill;
 use salient_nn::{Mode, Network};
 
@@ -112,4 +115,90 @@ pub fn correct_counts<D: Device<f32>>(
         );
     }
     Ok(out)
+}
+
+/// The metric: accuracy after masking by the map (rows `masking_curve`) and by a random ranking
+/// (rows `masking_curve_random`), `point` = percent masked.
+#[derive(Debug)]
+pub struct MaskingCurve {
+    percents: Vec<f64>,
+    fill: Fill,
+    channel_mean: Vec<f32>,
+    salient: Vec<usize>,
+    random: Vec<usize>,
+    total: usize,
+}
+
+impl MaskingCurve {
+    pub fn new(percents: &[u32], fill: Fill, channel_mean: Vec<f32>) -> Self {
+        MaskingCurve {
+            percents: percents.iter().map(|&p| p as f64).collect(),
+            fill,
+            channel_mean,
+            salient: vec![0; percents.len()],
+            random: vec![0; percents.len()],
+            total: 0,
+        }
+    }
+}
+
+impl<D: Device<f32>> Metric<D> for MaskingCurve {
+    fn name(&self) -> &'static str {
+        MASKING_CURVE
+    }
+
+    fn update(&mut self, env: &mut Env<'_, D>, b: &MapBatch<'_, D>) -> Result<(), EngineError> {
+        let n = b.labels.len();
+        let fills = fill_values(
+            &b.x.as_vec(),
+            n,
+            b.channels,
+            self.fill,
+            &self.channel_mean,
+            env.rng,
+        )?;
+        let fills = b.x.device().tensor_from_vec(fills, *b.x.shape());
+        let hits = correct_counts(
+            env.net,
+            b.x,
+            b.labels,
+            b.pixel,
+            b.channels,
+            &self.percents,
+            &fills,
+        )?;
+        self.salient.iter_mut().zip(hits).for_each(|(a, h)| *a += h);
+        let shuffled = noise::uniform(env.rng, b.pixel.len(), 0.0, 1.0);
+        let hits = correct_counts(
+            env.net,
+            b.x,
+            b.labels,
+            &shuffled,
+            b.channels,
+            &self.percents,
+            &fills,
+        )?;
+        self.random.iter_mut().zip(hits).for_each(|(a, h)| *a += h);
+        self.total += n;
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        _: &mut Env<'_, D>,
+        info: &RunInfo<'_>,
+    ) -> Result<Vec<ResultRow>, EngineError> {
+        let t = self.total.max(1) as f64;
+        let mut out = Vec::new();
+        for ((&p, &h), &r) in self.percents.iter().zip(&self.salient).zip(&self.random) {
+            out.push(super::point_row(info, MASKING_CURVE, p, h as f64 / t));
+            out.push(super::point_row(
+                info,
+                MASKING_CURVE_RANDOM,
+                p,
+                r as f64 / t,
+            ));
+        }
+        Ok(out)
+    }
 }

@@ -7,10 +7,14 @@
 //! keeping the true label y for S(x + d_s). Examples whose map S(x) is all zero have no
 //! relative sensitivity and are left out (`None`). For a stochastic method (SmoothGrad, a
 //! uniform baseline) the method's own noise adds to the value.
+use super::{Env, MapBatch, Metric, RunInfo};
+use crate::error::EngineError;
 use crate::ops::{row_norms, Mat};
+use crate::results::ResultRow;
 use crate::saliency::{check_batch, noise::uniform_like, Saliency, SaliencyError};
 use dfdx::prelude::*;
 use rand_chacha::ChaCha8Rng;
+use salient_ir::results::MAX_SENSITIVITY;
 use salient_nn::Network;
 
 /// Per-example max-sensitivity of `method` at `x`, given its map `s` = S(x).
@@ -61,4 +65,55 @@ pub fn per_example<D: Device<f32>>(
         .zip(&base)
         .map(|(&w, &b)| (b > 0.0).then(|| w / b as f64))
         .collect())
+}
+
+/// The metric: the mean max-sensitivity over the examples with a non-zero map (row
+/// `max_sensitivity`; no row when every map was zero).
+#[derive(Debug)]
+pub struct MaxSensitivity {
+    radius: f64,
+    samples: usize,
+    values: Vec<f64>,
+}
+
+impl MaxSensitivity {
+    pub fn new(radius: f64, samples: usize) -> Self {
+        MaxSensitivity {
+            radius,
+            samples,
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<D: Device<f32>> Metric<D> for MaxSensitivity {
+    fn name(&self) -> &'static str {
+        MAX_SENSITIVITY
+    }
+
+    fn update(&mut self, env: &mut Env<'_, D>, b: &MapBatch<'_, D>) -> Result<(), EngineError> {
+        let v = per_example(
+            env.method,
+            env.net,
+            b.x,
+            b.labels,
+            b.maps,
+            self.radius,
+            self.samples,
+            env.rng,
+        )?;
+        self.values.extend(v.into_iter().flatten());
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        _: &mut Env<'_, D>,
+        info: &RunInfo<'_>,
+    ) -> Result<Vec<ResultRow>, EngineError> {
+        Ok(match self.values.is_empty() {
+            true => Vec::new(),
+            false => vec![super::row(info, MAX_SENSITIVITY, super::mean(&self.values))],
+        })
+    }
 }

@@ -12,9 +12,13 @@
 //! A method that passes the check shows rho falling towards 0 as more layers are randomised. A
 //! constant map (zero variance) has no rank correlation: it is reported as 0.
 use super::pixel_scores;
+use super::{Env, MapBatch, Metric, RunInfo};
+use crate::error::EngineError;
 use crate::ops::Mat;
+use crate::results::ResultRow;
 use crate::saliency::{check_batch, input_channels, Saliency, SaliencyError};
 use dfdx::prelude::*;
+use salient_ir::results::RANDOMIZATION;
 use salient_nn::Network;
 
 /// Fractional ranks (1-based, ties averaged).
@@ -120,4 +124,51 @@ pub fn cascade<D: Device<f32>>(
         });
     }
     Ok(out)
+}
+
+/// The metric: per layer of the cascade (top down), the mean Spearman rho between the trained
+/// map and the map after re-initialising it (rows `randomization`, `point` = layer index).
+#[derive(Debug)]
+pub struct Randomization {
+    seed: u64,
+    /// (layer index, per-example rho) in cascade order.
+    layers: Vec<(usize, Vec<f64>)>,
+}
+
+impl Randomization {
+    /// `seed` seeds the re-initialisation (the experiment's `eval.seed`).
+    pub fn new(seed: u64) -> Self {
+        Randomization {
+            seed,
+            layers: Vec::new(),
+        }
+    }
+}
+
+impl<D: Device<f32>> Metric<D> for Randomization {
+    fn name(&self) -> &'static str {
+        RANDOMIZATION
+    }
+
+    fn update(&mut self, env: &mut Env<'_, D>, b: &MapBatch<'_, D>) -> Result<(), EngineError> {
+        for step in cascade(env.method, env.net, b.x, b.labels, b.maps, self.seed)? {
+            match self.layers.iter_mut().find(|(l, _)| *l == step.layer) {
+                Some((_, v)) => v.extend(step.similarity),
+                None => self.layers.push((step.layer, step.similarity)),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        _: &mut Env<'_, D>,
+        info: &RunInfo<'_>,
+    ) -> Result<Vec<ResultRow>, EngineError> {
+        Ok(self
+            .layers
+            .iter()
+            .map(|(layer, v)| super::point_row(info, RANDOMIZATION, *layer as f64, super::mean(v)))
+            .collect())
+    }
 }

@@ -7,6 +7,9 @@
 //!
 //! G is 0 for a uniform map and 1 - 1/N for a map with one non-zero value. An all-zero map
 //! (nothing attributed) is taken as uniform: G = 0.
+use super::{MapBatch, MeanOverExamples};
+use dfdx::prelude::*;
+use salient_ir::results::SPARSENESS;
 
 /// Gini index of |values|.
 pub fn gini(values: &[f32]) -> f64 {
@@ -34,4 +37,12 @@ pub fn per_example(pixel: &[f32], batch: usize) -> Vec<f64> {
         .chunks((pixel.len() / batch).max(1))
         .map(gini)
         .collect()
+}
+
+/// The metric: the mean Gini index over the evaluated examples (row `sparseness`).
+pub fn metric<D: Device<f32>>() -> MeanOverExamples<D> {
+    fn values<D: Device<f32>>(b: &MapBatch<'_, D>) -> Vec<f64> {
+        per_example(b.pixel, b.labels.len())
+    }
+    MeanOverExamples::new(SPARSENESS, values::<D>)
 }

@@ -7,20 +7,96 @@ use super::{check_form, empty_body, sweep, Ctx, Part};
 use crate::ast::{Decl, Entry, Value, ValueKind};
 use crate::diag::{Code, Diagnostic, Span};
 use crate::suggest;
-use salient_ir::{DataKind, DataSpec, EvalSpec, Fill, MetricSpec, ReportSpec};
+use salient_ir::{DataKind, DataSpec, EvalSpec, Fill, MetricSpec, ReportSpec, RetrainSpec};
 
-pub const METRICS: &[&str] = &[
-    "clean_accuracy",
-    "robust_accuracy",
-    "sparseness",
-    "complexity",
-    "deletion",
-    "insertion",
-    "masking_curve",
-    "max_sensitivity",
-    "randomization",
-    "alignment",
-];
+/// The metrics a spec can list. Adding a metric = a variant here (the compiler then lists
+/// [`MetricKind::name`], [`MetricKind::keys`] and [`lower_metric`]), a `salient_ir::MetricSpec`
+/// variant and its engine file in `salient-engine/src/metrics/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    CleanAccuracy,
+    RobustAccuracy,
+    Sparseness,
+    Complexity,
+    Deletion,
+    Insertion,
+    MaskingCurve,
+    MaxSensitivity,
+    Randomization,
+    Alignment,
+    Connectedness,
+    Roar,
+    Kar,
+}
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 13] = [
+        MetricKind::CleanAccuracy,
+        MetricKind::RobustAccuracy,
+        MetricKind::Sparseness,
+        MetricKind::Complexity,
+        MetricKind::Deletion,
+        MetricKind::Insertion,
+        MetricKind::MaskingCurve,
+        MetricKind::MaxSensitivity,
+        MetricKind::Randomization,
+        MetricKind::Alignment,
+        MetricKind::Connectedness,
+        MetricKind::Roar,
+        MetricKind::Kar,
+    ];
+
+    /// The name written in `metrics { ... }`.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::CleanAccuracy => "clean_accuracy",
+            MetricKind::RobustAccuracy => "robust_accuracy",
+            MetricKind::Sparseness => "sparseness",
+            MetricKind::Complexity => "complexity",
+            MetricKind::Deletion => "deletion",
+            MetricKind::Insertion => "insertion",
+            MetricKind::MaskingCurve => "masking_curve",
+            MetricKind::MaxSensitivity => "max_sensitivity",
+            MetricKind::Randomization => "randomization",
+            MetricKind::Alignment => "alignment",
+            MetricKind::Connectedness => "connectedness",
+            MetricKind::Roar => "roar",
+            MetricKind::Kar => "kar",
+        }
+    }
+
+    /// The arguments the metric takes in parentheses.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            MetricKind::Deletion | MetricKind::Insertion => &["steps"],
+            MetricKind::MaskingCurve => &["percents", "fill"],
+            MetricKind::MaxSensitivity => &["radius", "samples"],
+            MetricKind::Connectedness => &["top"],
+            MetricKind::Roar | MetricKind::Kar => &["percents", "seeds", "epochs", "random"],
+            MetricKind::CleanAccuracy
+            | MetricKind::RobustAccuracy
+            | MetricKind::Sparseness
+            | MetricKind::Complexity
+            | MetricKind::Randomization
+            | MetricKind::Alignment => &[],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MetricKind> {
+        MetricKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether the metric measures saliency maps (needs a `saliency` method).
+    pub fn needs_saliency(self) -> bool {
+        !matches!(self, MetricKind::CleanAccuracy | MetricKind::RobustAccuracy)
+    }
+}
+
+/// Every metric name, in [`MetricKind::ALL`]'s order (for suggestions and docs).
+pub fn metric_names() -> Vec<&'static str> {
+    MetricKind::ALL.iter().map(|k| k.name()).collect()
+}
+
 pub const TABLES: &[&str] = &["runs", "robustness", "saliency"];
 /// Every figure the report can draw (`salient_report::experiment::FIGURES`, same names;
 /// `tests/report_cli.rs` checks that each one passes the checker).
@@ -33,6 +109,8 @@ pub const FIGURES: &[&str] = &[
     "randomization",
     "class_accuracy",
     "training",
+    "roar_kar",
+    "accuracy_interpretability",
 ];
 
 /// The metrics, in spec order. Without a `metrics` section: clean accuracy, plus robust
@@ -82,9 +160,10 @@ pub fn lower_metrics(
                 continue;
             }
         };
-        let Some((name, metric)) = metric(ctx, v) else {
+        let Some((kind, metric)) = metric(ctx, v) else {
             continue;
         };
+        let name = kind.name();
         if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
             ctx.push(
                 Diagnostic::new(
@@ -98,11 +177,8 @@ pub fn lower_metrics(
             continue;
         }
         seen.push((name, v.span));
-        let needs_saliency = !matches!(
-            metric,
-            MetricSpec::CleanAccuracy | MetricSpec::RobustAccuracy
-        );
-        if metric == MetricSpec::RobustAccuracy && !has_attacks {
+        let needs_saliency = kind.needs_saliency();
+        if kind == MetricKind::RobustAccuracy && !has_attacks {
             ctx.push(
                 Diagnostic::new(
                     Code::NeedsDeclaration,
@@ -131,7 +207,7 @@ pub fn lower_metrics(
     out
 }
 
-fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
+fn metric(ctx: &mut Ctx, v: &Value) -> Option<(MetricKind, MetricSpec)> {
     if let ValueKind::List(_) = v.kind {
         ctx.push(
             Diagnostic::new(
@@ -155,7 +231,7 @@ fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
         );
         return None;
     };
-    let Some(m) = METRICS.iter().copied().find(|m| *m == name.name) else {
+    let Some(kind) = MetricKind::from_name(&name.name) else {
         ctx.push(
             Diagnostic::new(
                 Code::UnknownMetric,
@@ -163,7 +239,7 @@ fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
                 format!("unknown metric `{}`", name.name),
             )
             .with_label("unknown metric")
-            .with_help(suggest::help(&name.name, METRICS)),
+            .with_help(suggest::help(&name.name, &metric_names())),
         );
         return None;
     };
@@ -181,32 +257,36 @@ fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
             return None;
         }
     }
-    let keys: &[&str] = match m {
-        "deletion" | "insertion" => &["steps"],
-        "masking_curve" => &["percents", "fill"],
-        "max_sensitivity" => &["radius", "samples"],
-        _ => &[],
-    };
-    let s = Settings::new(ctx, format!("`{m}`"), name.span, args, keys);
-    let spec = match m {
-        "clean_accuracy" => MetricSpec::CleanAccuracy,
-        "robust_accuracy" => MetricSpec::RobustAccuracy,
-        "sparseness" => MetricSpec::Sparseness,
-        "complexity" => MetricSpec::Complexity,
-        "deletion" | "insertion" => {
+    let s = Settings::new(
+        ctx,
+        format!("`{}`", kind.name()),
+        name.span,
+        args,
+        kind.keys(),
+    );
+    Some((kind, lower_metric(ctx, kind, &s)))
+}
+
+fn lower_metric(ctx: &mut Ctx, kind: MetricKind, s: &Settings) -> MetricSpec {
+    match kind {
+        MetricKind::CleanAccuracy => MetricSpec::CleanAccuracy,
+        MetricKind::RobustAccuracy => MetricSpec::RobustAccuracy,
+        MetricKind::Sparseness => MetricSpec::Sparseness,
+        MetricKind::Complexity => MetricSpec::Complexity,
+        MetricKind::Deletion | MetricKind::Insertion => {
             let steps = s
                 .whole(ctx, "steps")
                 .map_or(20, |v| ctx.whole_between("steps", v, 1, 10_000));
-            if m == "deletion" {
+            if kind == MetricKind::Deletion {
                 MetricSpec::Deletion { steps }
             } else {
                 MetricSpec::Insertion { steps }
             }
         }
-        "masking_curve" => {
+        MetricKind::MaskingCurve => {
             let percents = s.get("percents").map_or_else(
                 || Some((0..10).map(|i| i * 10).collect()),
-                |v| percents(ctx, v),
+                |v| percents(ctx, v, 0),
             );
             let fill = s
                 .get("fill")
@@ -217,7 +297,7 @@ fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
                 fill,
             }
         }
-        "max_sensitivity" => {
+        MetricKind::MaxSensitivity => {
             let radius = s
                 .num(ctx, "radius")
                 .map_or(0.1, |v| ctx.positive("radius", v));
@@ -226,14 +306,42 @@ fn metric(ctx: &mut Ctx, v: &Value) -> Option<(&'static str, MetricSpec)> {
                 .map_or(10, |v| ctx.whole_between("samples", v, 1, 10_000));
             MetricSpec::MaxSensitivity { radius, samples }
         }
-        "randomization" => MetricSpec::Randomization,
-        _ => MetricSpec::Alignment,
-    };
-    Some((m, spec))
+        MetricKind::Randomization => MetricSpec::Randomization,
+        MetricKind::Alignment => MetricSpec::Alignment,
+        MetricKind::Connectedness => {
+            let top = s
+                .whole(ctx, "top")
+                .map_or(10, |v| ctx.whole_between("top", v, 1, 100));
+            MetricSpec::Connectedness { top: top as u32 }
+        }
+        MetricKind::Roar | MetricKind::Kar => {
+            let percents = s
+                .get("percents")
+                .map_or_else(|| Some(vec![10, 30, 50, 70, 90]), |v| percents(ctx, v, 1));
+            let seeds = s
+                .whole(ctx, "seeds")
+                .map_or(5, |v| ctx.whole_between("seeds", v, 1, 100));
+            let epochs = s
+                .whole(ctx, "epochs")
+                .map(|v| ctx.whole_between("epochs", v, 1, 10_000));
+            let random = s.boolean(ctx, "random").unwrap_or(true);
+            let spec = RetrainSpec {
+                percents: percents.unwrap_or_default(),
+                seeds,
+                epochs,
+                random,
+            };
+            if kind == MetricKind::Roar {
+                MetricSpec::Roar(spec)
+            } else {
+                MetricSpec::Kar(spec)
+            }
+        }
+    }
 }
 
-/// `percents = (0, 10, ..., 90)`: increasing whole numbers in [0, 100).
-fn percents(ctx: &mut Ctx, v: &Value) -> Option<Vec<u32>> {
+/// `percents = (0, 10, ..., 90)`: increasing whole numbers in [`min`, 100).
+fn percents(ctx: &mut Ctx, v: &Value, min: u64) -> Option<Vec<u32>> {
     let ValueKind::Tuple(items) = &v.kind else {
         ctx.push(
             Diagnostic::new(
@@ -251,11 +359,16 @@ fn percents(ctx: &mut Ctx, v: &Value) -> Option<Vec<u32>> {
     let mut out: Vec<u32> = Vec::new();
     for item in items {
         let p = whole_value(ctx, "percents", item)?;
-        if p >= 100 {
+        if p >= 100 || p < min {
             ctx.range_error(
                 item.span,
-                format!("each of `percents` must be in [0, 100), found {p}"),
-                Some("removing 100% of the pixels leaves nothing"),
+                format!("each of `percents` must be in [{min}, 100), found {p}"),
+                Some(match p >= 100 {
+                    true => "removing 100% of the pixels leaves nothing",
+                    false => {
+                        "0% changes no pixel: retraining on the unchanged data measures nothing"
+                    }
+                }),
             );
             return None;
         }

@@ -5,7 +5,7 @@
 
 mod data;
 mod evaluate;
-mod metrics;
+pub(crate) mod metrics;
 mod model;
 pub(crate) mod reader;
 mod regime;
