@@ -4,7 +4,7 @@
 //! of results.csv (`attack` = `NAME/COMPONENT`) and the `robust_accuracy` row of `NAME` at that
 //! eps; docs/attacks.md, "AutoAttack".
 use crate::html::escape;
-use salient_ir::results::{ResultRow, AUTOATTACK_BROKEN};
+use salient_ir::results::{ResultRow, AUTOATTACK_BROKEN, ROBUST_ACCURACY};
 
 /// One line of the table: a run's AutoAttack evaluation at one eps.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +38,7 @@ pub fn collect(rows: &[ResultRow]) -> Vec<Breakdown> {
                     .iter()
                     .find(|q| {
                         q.run == r.run
-                            && q.metric == "robust_accuracy"
+                            && q.metric == ROBUST_ACCURACY
                             && q.attack.as_deref() == Some(name)
                             && q.eps == Some(eps)
                     })
@@ -109,11 +109,11 @@ mod tests {
     #[test]
     fn components_are_grouped_per_run_attack_and_eps_in_order() {
         let rows = vec![
-            row("robust_accuracy", "aa", 0.1, 0.73),
+            row(ROBUST_ACCURACY, "aa", 0.1, 0.73),
             row(AUTOATTACK_BROKEN, "aa/apgd-ce", 0.1, 0.25),
             row(AUTOATTACK_BROKEN, "aa/apgd-t", 0.1, 0.02),
             row(AUTOATTACK_BROKEN, "aa/apgd-ce", 0.3, 0.9),
-            row("robust_accuracy", "pgd", 0.1, 0.77),
+            row(ROBUST_ACCURACY, "pgd", 0.1, 0.77),
         ];
         let b = collect(&rows);
         assert_eq!(b.len(), 2);

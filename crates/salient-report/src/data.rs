@@ -291,7 +291,7 @@ mod tests {
             model: "cnn".into(),
             regime: regime.into(),
             seed,
-            metric: "clean_accuracy".into(),
+            metric: salient_ir::results::CLEAN_ACCURACY.into(),
             attack: None,
             eps: None,
             saliency: None,

@@ -18,6 +18,8 @@ pub const FIGURES: &[&str] = &[
     "masking",
     "deletion_insertion",
     "randomization",
+    "roar_kar",
+    "accuracy_interpretability",
     "class_accuracy",
     "training",
 ];

@@ -4,6 +4,7 @@
 //!
 //! - `figures/<name>.png` and `figures/<name>.svg` (plotters; text in the embedded DejaVu Sans):
 //!   robust accuracy vs eps, trade-offs, saliency grids, masking and deletion/insertion curves,
+//!   ROAR / KAR curves and the accuracy-interpretability trade-off against the training eps,
 //!   training curves. A figure whose data is absent is skipped and the index says why;
 //! - `summary.csv` (tidy) and `summary.md`: every scalar metric per regime, mean and sample std
 //!   over seeds;

@@ -1,5 +1,7 @@
 //! The summary table: every scalar metric (rows of results.csv without a curve point or class)
-//! per regime, as mean and sample std over seeds ([`crate::stats::mean_std`]).
+//! per regime, as mean and sample std over seeds ([`crate::stats::mean_std`]). Curves (masking,
+//! deletion, ROAR / KAR accuracy per percent, ...) are figures, not rows; `train_eps` is left
+//! out too: a run's training eps is already in its regime's label.
 //!
 //! `summary.csv` is tidy (one row per regime and metric: model, regime, metric, attack, eps,
 //! saliency, seeds, mean, std; raw values). `summary.md` and the HTML table put metrics in rows
@@ -8,6 +10,9 @@ use crate::aggregate;
 use crate::data::Tables;
 use crate::error::ReportError;
 use crate::style::{fmt_eps, fmt_sig};
+use salient_ir::results::{
+    CLEAN_ACCURACY, KAR_SCORE, ROAR_SCORE, ROBUST_ACCURACY, TRAIN_EPS, TRAIN_SECONDS,
+};
 
 /// What identifies one summary metric.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,9 +24,9 @@ pub struct MetricKey {
 }
 
 impl MetricKey {
-    /// Accuracies are shown in percent.
+    /// Accuracies, and the ROAR / KAR scores (differences of accuracies), are shown in percent.
     pub fn is_percent(&self) -> bool {
-        self.metric.ends_with("accuracy")
+        self.metric.ends_with("accuracy") || self.metric == ROAR_SCORE || self.metric == KAR_SCORE
     }
 
     /// Human label: `robust accuracy (%): pgd, ε = 0.1`.
@@ -30,8 +35,12 @@ impl MetricKey {
         if self.is_percent() {
             s.push_str(" (%)");
         }
-        if self.metric == "train_seconds" {
-            s = "training time (s)".into();
+        match self.metric.as_str() {
+            TRAIN_SECONDS => s = "training time (s)".into(),
+            // random - method (ROAR), method - random (KAR), averaged over the percents.
+            ROAR_SCORE => s = "ROAR score (% points below random)".into(),
+            KAR_SCORE => s = "KAR score (% points above random)".into(),
+            _ => {}
         }
         let mut parts = Vec::new();
         if let Some(a) = &self.attack {
@@ -54,7 +63,7 @@ impl MetricKey {
     /// `robustness` for robust accuracy, `saliency` for a saliency method's metrics, `runs` for
     /// the rest (clean accuracy, training time, ...).
     pub fn table(&self) -> &'static str {
-        if self.metric == "robust_accuracy" {
+        if self.metric == ROBUST_ACCURACY {
             "robustness"
         } else if self.saliency.is_some() {
             "saliency"
@@ -65,9 +74,9 @@ impl MetricKey {
 
     fn order(&self, first_seen: usize) -> (u8, u8, String, i64, usize) {
         let rank = match self.metric.as_str() {
-            "clean_accuracy" => 0,
-            "robust_accuracy" => 1,
-            "train_seconds" => 3,
+            CLEAN_ACCURACY => 0,
+            ROBUST_ACCURACY => 1,
+            TRAIN_SECONDS => 3,
             _ => 2,
         };
         let worst = u8::from(self.attack.as_deref() == Some("worst_case"));
@@ -111,7 +120,9 @@ pub struct Summary {
 
 /// The summary of the scalar metrics of the tables named in `chosen` (`report { tables }`).
 pub fn summarize(tables: &Tables, chosen: &[String]) -> Summary {
-    let scalar = |r: &&crate::data::ResultRow| r.point.is_none() && r.class.is_none();
+    let scalar = |r: &&crate::data::ResultRow| {
+        r.point.is_none() && r.class.is_none() && r.metric != TRAIN_EPS
+    };
     let mut keys: Vec<MetricKey> = Vec::new();
     for r in tables.rows.iter().filter(scalar) {
         let k = MetricKey {
@@ -287,6 +298,7 @@ pub fn section_title(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::data::ResultRow;
+    use salient_ir::results::*;
 
     fn row(
         run: &str,
@@ -314,11 +326,11 @@ mod tests {
     #[test]
     fn orders_metrics_and_formats_cells() {
         let rows = vec![
-            row("s0", "standard", "sparseness", None, None, 0.5),
+            row("s0", "standard", SPARSENESS, None, None, 0.5),
             row(
                 "s0",
                 "standard",
-                "robust_accuracy",
+                ROBUST_ACCURACY,
                 Some("worst_case"),
                 Some(0.1),
                 0.1,
@@ -326,7 +338,7 @@ mod tests {
             row(
                 "s0",
                 "standard",
-                "robust_accuracy",
+                ROBUST_ACCURACY,
                 Some("pgd"),
                 Some(0.3),
                 0.05,
@@ -334,17 +346,17 @@ mod tests {
             row(
                 "s0",
                 "standard",
-                "robust_accuracy",
+                ROBUST_ACCURACY,
                 Some("pgd"),
                 Some(0.1),
                 0.2,
             ),
-            row("s0", "standard", "clean_accuracy", None, None, 0.9),
-            row("s1", "standard", "clean_accuracy", None, None, 0.92),
-            row("a0", "adv", "clean_accuracy", None, None, 0.8),
+            row("s0", "standard", CLEAN_ACCURACY, None, None, 0.9),
+            row("s1", "standard", CLEAN_ACCURACY, None, None, 0.92),
+            row("a0", "adv", CLEAN_ACCURACY, None, None, 0.8),
             ResultRow {
                 class: Some(3),
-                ..row("a0", "adv", "class_accuracy", None, None, 0.7)
+                ..row("a0", "adv", CLASS_ACCURACY, None, None, 0.7)
             },
         ];
         let t = Tables::new(rows, vec![]);
@@ -373,14 +385,71 @@ mod tests {
         // report { tables = (robustness) }: only the robust accuracies, in every output.
         let r = summarize(&t, &["robustness".to_string()]);
         assert_eq!(r.metrics.len(), 3);
-        assert!(r.metrics.iter().all(|k| k.metric == "robust_accuracy"));
+        assert!(r.metrics.iter().all(|k| k.metric == ROBUST_ACCURACY));
         assert_eq!(r.sections, [("robustness".to_string(), vec![0, 1, 2])]);
         assert!(!r.to_markdown().contains("clean accuracy"));
-        assert!(!r.to_csv().unwrap().contains("clean_accuracy"));
+        assert!(!r.to_csv().unwrap().contains(CLEAN_ACCURACY));
         let none = summarize(&t, &[]);
         assert!(none.is_empty() && none.to_csv().unwrap().lines().count() == 1);
         let csv = s.to_csv().unwrap();
         assert!(csv.starts_with("model,regime,train,metric,attack,eps,saliency,seeds,mean,std\ncnn,standard,,clean_accuracy,,,,2,0.91"), "{csv}");
-        assert!(!csv.contains("class_accuracy"));
+        assert!(!csv.contains(CLASS_ACCURACY));
+    }
+
+    #[test]
+    fn retraining_scores_and_connectedness_are_saliency_rows_and_curves_are_not() {
+        let m = |metric: &str, point: Option<f64>, value: f64| ResultRow {
+            saliency: Some("gradient".into()),
+            point,
+            ..row("s0", "standard", metric, None, None, value)
+        };
+        let rows = vec![
+            row("s0", "standard", CLEAN_ACCURACY, None, None, 0.99),
+            ResultRow {
+                eps: Some(0.0),
+                ..row("s0", "standard", TRAIN_EPS, None, None, 0.0)
+            },
+            row("a0", "adv", TRAIN_EPS, Some("linf"), Some(0.1), 0.1),
+            m(CONNECTEDNESS, None, 0.75),
+            m(ROAR, Some(10.0), 0.9),
+            m(ROAR_STD, Some(10.0), 0.01),
+            m(ROAR_RANDOM, Some(10.0), 0.95),
+            m(KAR, Some(10.0), 0.5),
+            m(ROAR_SCORE, None, 0.125),
+            m(KAR_SCORE, None, -0.0312),
+        ];
+        let t = Tables::new(rows, vec![]);
+        let all: Vec<String> = crate::experiment::TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let s = summarize(&t, &all);
+        let labels: Vec<String> = s.metrics.iter().map(|k| k.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "clean accuracy (%)",
+                "connectedness: gradient",
+                "ROAR score (% points below random): gradient",
+                "KAR score (% points above random): gradient",
+            ]
+        );
+        assert_eq!(
+            s.sections,
+            [
+                ("runs".to_string(), vec![0]),
+                ("saliency".to_string(), vec![1, 2, 3])
+            ]
+        );
+        // Scores are differences of accuracies: shown in percent points, raw in summary.csv.
+        assert_eq!(s.cell_text(1, 0), "0.75");
+        assert_eq!(s.cell_text(2, 0), "12.50");
+        assert_eq!(s.cell_text(3, 0), "-3.12");
+        let csv = s.to_csv().unwrap();
+        assert!(csv.contains(",roar_score,,,gradient,1,0.125,0\n"), "{csv}");
+        assert!(
+            !csv.contains("train_eps") && !csv.contains(",roar,"),
+            "{csv}"
+        );
     }
 }

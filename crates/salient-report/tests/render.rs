@@ -275,6 +275,8 @@ fn absent_data_skips_figures_and_says_why() {
             ("masking", false),
             ("deletion_insertion", false),
             ("randomization", false),
+            ("roar_kar", false),
+            ("accuracy_interpretability", false),
             ("class_accuracy", false),
             ("training", true)
         ]
@@ -286,6 +288,90 @@ fn absent_data_skips_figures_and_says_why() {
     );
     assert!(html.contains("spec.exp is not in the directory"));
     assert!(!dir.join("figures/robust_accuracy.png").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Kim et al.'s experiment by hand: a standard run and Linf-trained runs at two eps, each with
+/// ROAR / KAR curves (two retraining seeds' mean and std), the random baseline, the scores and
+/// connectedness of `gradient`.
+#[test]
+fn retraining_figures_and_scores_from_hand_made_rows() {
+    let dir = std::env::temp_dir().join(format!("salient-report-roar-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut csv =
+        String::from("run,model,regime,seed,metric,attack,eps,saliency,point,class,value\n");
+    let runs = [
+        ("cnn-standard-seed0", "standard", "", 0.0, 0.99, 0.0),
+        (
+            "cnn-at_eps0.1-seed0",
+            "at[eps=0.1]",
+            "linf",
+            0.1,
+            0.98,
+            0.05,
+        ),
+        (
+            "cnn-at_eps0.3-seed0",
+            "at[eps=0.3]",
+            "linf",
+            0.3,
+            0.93,
+            0.15,
+        ),
+    ];
+    for (run, regime, norm, eps, acc, gain) in runs {
+        let head = format!("{run},cnn,{regime},0");
+        csv += &format!("{head},clean_accuracy,,,,,,{acc}\n");
+        csv += &format!("{head},train_eps,{norm},{eps},,,,{eps}\n");
+        csv += &format!("{head},connectedness,,,gradient,,,{}\n", 0.5 + gain);
+        for k in [10, 30, 50, 70, 90] {
+            let random = acc - 0.004 * k as f64;
+            let roar = random - gain * (1.0 - k as f64 / 100.0);
+            let kar = 0.1 + 0.009 * k as f64 + gain;
+            for (metric, value) in [
+                ("roar", roar),
+                ("roar_std", 0.01),
+                ("roar_random", random),
+                ("roar_random_std", 0.005),
+                ("kar", kar.min(acc)),
+                ("kar_std", 0.02),
+                ("kar_random", 0.1 + 0.009 * k as f64),
+                ("kar_random_std", 0.01),
+            ] {
+                csv += &format!("{head},{metric},,,gradient,{k},,{value}\n");
+            }
+        }
+        csv += &format!("{head},roar_score,,,gradient,,,{}\n", gain * 0.5);
+        csv += &format!("{head},kar_score,,,gradient,,,{gain}\n");
+    }
+    std::fs::write(dir.join("results.csv"), csv).unwrap();
+    let out = generate(&dir).unwrap();
+    for name in ["roar_kar", "accuracy_interpretability"] {
+        let f = out.figures.iter().find(|f| f.name == name).unwrap();
+        let r = f
+            .outcome
+            .as_ref()
+            .unwrap_or_else(|why| panic!("{name} skipped: {why}"));
+        let (w, h, lum) = decode(&r.png);
+        assert_eq!((w, h), r.size, "{name}");
+        let dark = lum.iter().filter(|&&l| l < 200.0).count();
+        assert!(dark > 1000, "{name} is nearly blank ({dark} dark pixels)");
+    }
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    let saliency = md.split("## Saliency").nth(1).expect("a saliency table");
+    for label in [
+        "| connectedness: gradient |",
+        "| ROAR score (% points below random): gradient |",
+        "| KAR score (% points above random): gradient |",
+    ] {
+        assert!(saliency.contains(label), "{label} not in\n{md}");
+    }
+    // Per-percent curves and the training eps are not summary rows.
+    let summary = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    for metric in [",roar,", ",roar_random,", ",kar_std,", ",train_eps,"] {
+        assert!(!summary.contains(metric), "{metric} in\n{summary}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -135,11 +135,21 @@ pub fn markers<DB: DrawingBackend>(
     group: usize,
     points: &[(f64, f64)],
 ) -> DrawResult {
-    let c = colour(group);
+    shaped_markers(chart, colour(group), group, points)
+}
+
+/// Markers of any colour in the `shape`-th shape (circle, triangle, square, diamond; cycles):
+/// for figures whose colour and marker stand for different things (group and saliency method).
+pub fn shaped_markers<DB: DrawingBackend>(
+    chart: &mut Chart<DB>,
+    c: RGBColor,
+    shape: usize,
+    points: &[(f64, f64)],
+) -> DrawResult {
     let fill = c.filled();
     let outline = WHITE.stroke_width(1);
     let pts = points.iter().copied();
-    match group % 4 {
+    match shape % 4 {
         0 => chart
             .draw_series(pts.map(|p| {
                 EmptyElement::at(p) + Circle::new((0, 0), 5, fill) + Circle::new((0, 0), 5, outline)
@@ -171,6 +181,10 @@ pub struct LegendEntry {
     pub colour: Option<usize>,
     pub dashed: bool,
     pub marker: bool,
+    /// The marker's shape where it is not the colour's (see [`shaped_markers`]); drawn in the
+    /// entry's colour, grey without one, and with no line sample when the entry has no colour
+    /// (a legend entry for a marker shape alone).
+    pub shape: Option<usize>,
 }
 
 impl LegendEntry {
@@ -180,6 +194,26 @@ impl LegendEntry {
             colour: Some(colour),
             dashed: false,
             marker: true,
+            shape: None,
+        }
+    }
+
+    /// A line sample in a colour, without a marker.
+    pub fn line(label: String, colour: usize) -> Self {
+        LegendEntry {
+            marker: false,
+            ..LegendEntry::group(label, colour)
+        }
+    }
+
+    /// A grey marker of the `shape`-th shape, without a line sample.
+    pub fn shape(label: String, shape: usize) -> Self {
+        LegendEntry {
+            label,
+            colour: None,
+            dashed: false,
+            marker: true,
+            shape: Some(shape),
         }
     }
 }
@@ -231,7 +265,9 @@ pub fn legend<DB: DrawingBackend>(
         for &(i, w) in row {
             let e = &entries[i];
             let c = e.colour.map(colour).unwrap_or(style::MUTED);
-            if e.dashed {
+            if e.shape.is_some() && e.colour.is_none() {
+                // A marker shape alone: no line sample.
+            } else if e.dashed {
                 for k in 0..3 {
                     let x0 = x + k * 12;
                     area.draw(&PathElement::new(
@@ -248,8 +284,10 @@ pub fn legend<DB: DrawingBackend>(
                 .map_err(err)?;
             }
             if e.marker {
-                if let Some(g) = e.colour {
-                    marker_at(area, g, (x + 16, y))?;
+                match (e.colour, e.shape) {
+                    (Some(g), None) => marker_at(area, colour(g), g, (x + 16, y))?,
+                    (_, Some(shape)) => marker_at(area, c, shape, (x + 16, y))?,
+                    (None, None) => {}
                 }
             }
             area.draw(&Text::new(e.label.clone(), (x + 40, y - 9), font.clone()))
@@ -262,11 +300,12 @@ pub fn legend<DB: DrawingBackend>(
 
 fn marker_at<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
-    group: usize,
+    c: RGBColor,
+    shape: usize,
     p: (i32, i32),
 ) -> DrawResult {
-    let fill = colour(group).filled();
-    match group % 4 {
+    let fill = c.filled();
+    match shape % 4 {
         0 => area.draw(&Circle::new(p, 5, fill)),
         1 => area.draw(&TriangleMarker::new(p, 7, fill)),
         2 => area.draw(&Rectangle::new(

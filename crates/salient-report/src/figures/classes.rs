@@ -6,12 +6,13 @@ use super::curves::{CurveFigure, CurvePanel};
 use super::{AnyFigure, Planned};
 use crate::aggregate;
 use crate::data::Tables;
+use salient_ir::results::CLASS_ACCURACY;
 
 pub fn plan(tables: &Tables) -> Planned {
     let name = "class_accuracy".to_string();
     let title = "Per-class test accuracy".to_string();
     let caption = "Clean test accuracy of each class, one line per regime; mean over seeds, error bars ±1 std.".to_string();
-    let rows = tables.metric("class_accuracy");
+    let rows = tables.metric(CLASS_ACCURACY);
     let series: Vec<Series> = aggregate::curves(tables, rows, |r| r.class.map(|c| c as f64), 100.0)
         .into_iter()
         .map(|(g, points)| Series {
@@ -28,7 +29,7 @@ pub fn plan(tables: &Tables) -> Planned {
             name,
             title,
             caption,
-            figure: Err("no class_accuracy rows in results.csv".into()),
+            figure: Err(format!("no {CLASS_ACCURACY} rows in results.csv")),
         };
     }
     let classes = series

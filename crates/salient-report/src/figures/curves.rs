@@ -20,6 +20,10 @@ use crate::data::Tables;
 use crate::style::fmt_sig;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use salient_ir::results::{
+    DELETION, DELETION_CURVE, INSERTION, INSERTION_CURVE, MASKING_CURVE, MASKING_CURVE_RANDOM,
+    RANDOMIZATION,
+};
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -89,6 +93,7 @@ fn legend_for(tables: &Tables, panels: &[CurvePanel], extra: Option<&str>) -> Ve
             colour: None,
             dashed: true,
             marker: false,
+            shape: None,
         });
     }
     out
@@ -121,9 +126,9 @@ pub fn plan_masking(tables: &Tables) -> Planned {
     let title = "Masking curves: accuracy as salient pixels are replaced".to_string();
     let caption = "Test accuracy after replacing the top p% most salient pixels (solid) or p% random pixels (dashed), without retraining (Ismail et al. 2021); mean over seeds, band ±1 std. The gap between solid and dashed lines measures how faithful the maps are.".to_string();
     let mut panels = Vec::new();
-    for m in methods(tables, "masking_curve") {
-        let mut s = series(tables, "masking_curve", &m, 100.0, false);
-        s.extend(series(tables, "masking_curve_random", &m, 100.0, true));
+    for m in methods(tables, MASKING_CURVE) {
+        let mut s = series(tables, MASKING_CURVE, &m, 100.0, false);
+        s.extend(series(tables, MASKING_CURVE_RANDOM, &m, 100.0, true));
         let x = x_range(&s);
         panels.push(CurvePanel {
             title: format!("masking{}", method_suffix(&m)),
@@ -139,7 +144,7 @@ pub fn plan_masking(tables: &Tables) -> Planned {
             name,
             title,
             caption,
-            figure: Err("no masking_curve rows in results.csv".into()),
+            figure: Err(format!("no {MASKING_CURVE} rows in results.csv")),
         };
     }
     let legend = legend_for(tables, &panels, Some("random pixel order (baseline)"));
@@ -162,22 +167,21 @@ pub fn plan_deletion_insertion(tables: &Tables) -> Planned {
     let name = "deletion_insertion".to_string();
     let title = "Deletion and insertion curves".to_string();
     let caption = "True-class probability as the most salient pixels are deleted (left; a fast fall, low AUC, is faithful) or inserted into a blank image (right; a fast rise, high AUC, is faithful), Petsiuk et al. 2018; mean over seeds, band ±1 std.".to_string();
-    let mut all = methods(tables, "deletion_curve");
-    all.extend(methods(tables, "insertion_curve"));
+    let mut all = methods(tables, DELETION_CURVE);
+    all.extend(methods(tables, INSERTION_CURVE));
     all.sort();
     all.dedup();
     let mut panels = Vec::new();
     for m in &all {
-        for (metric, verb) in [
-            ("deletion_curve", "deleted"),
-            ("insertion_curve", "inserted"),
+        for (metric, kind, verb) in [
+            (DELETION_CURVE, DELETION, "deleted"),
+            (INSERTION_CURVE, INSERTION, "inserted"),
         ] {
             let s = series(tables, metric, m, 1.0, false);
             if s.is_empty() {
                 continue;
             }
             let x = x_range(&s);
-            let kind = metric.trim_end_matches("_curve");
             panels.push(CurvePanel {
                 title: format!("{kind}{}", method_suffix(m)),
                 x_label: format!("fraction of pixels {verb}"),
@@ -193,7 +197,9 @@ pub fn plan_deletion_insertion(tables: &Tables) -> Planned {
             name,
             title,
             caption,
-            figure: Err("no deletion_curve or insertion_curve rows in results.csv".into()),
+            figure: Err(format!(
+                "no {DELETION_CURVE} or {INSERTION_CURVE} rows in results.csv"
+            )),
         };
     }
     let legend = legend_for(tables, &panels, None);
@@ -220,7 +226,7 @@ pub fn plan_deletion_insertion(tables: &Tables) -> Planned {
 /// row's x is the number of layers re-initialised so far.
 fn cascade_order(tables: &Tables) -> BTreeMap<(String, String), Vec<i64>> {
     let mut order: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
-    for r in tables.metric("randomization") {
+    for r in tables.metric(RANDOMIZATION) {
         if let Some(p) = r.point {
             let layers = order
                 .entry((r.run.clone(), r.saliency.clone().unwrap_or_default()))
@@ -242,9 +248,9 @@ pub fn plan_randomization(tables: &Tables) -> Planned {
     let caption = "Mean Spearman rank correlation between the saliency maps of the trained model and of copies whose top 1, 2, ... layers with parameters are re-initialised, from the output down (cascading randomisation, Adebayo et al. 2018); mean over seeds, band ±1 std. A map that depends on the learned weights falls towards 0; one that stays high is insensitive to the model.".to_string();
     let order = cascade_order(tables);
     let mut panels = Vec::new();
-    for m in methods(tables, "randomization") {
+    for m in methods(tables, RANDOMIZATION) {
         let rows = tables
-            .metric("randomization")
+            .metric(RANDOMIZATION)
             .filter(|r| r.saliency.as_deref().unwrap_or("") == m);
         let x = |r: &crate::data::ResultRow| {
             let layers = order.get(&(r.run.clone(), r.saliency.clone().unwrap_or_default()))?;
@@ -288,7 +294,7 @@ pub fn plan_randomization(tables: &Tables) -> Planned {
             name,
             title,
             caption,
-            figure: Err("no randomization rows in results.csv".into()),
+            figure: Err(format!("no {RANDOMIZATION} rows in results.csv")),
         };
     }
     let legend = legend_for(tables, &panels, None);

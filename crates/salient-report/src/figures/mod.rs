@@ -5,6 +5,7 @@
 pub mod chart;
 pub mod classes;
 pub mod curves;
+pub mod retrain;
 pub mod robust;
 pub mod saliency_grid;
 pub mod tradeoff;
@@ -43,6 +44,8 @@ pub enum AnyFigure {
     Saliency(saliency_grid::SaliencyGrid),
     Randomization(curves::CurveFigure),
     Classes(curves::CurveFigure),
+    /// `roar_kar` and `accuracy_interpretability`.
+    Lines(retrain::LinesFigure),
 }
 
 impl Figure for AnyFigure {
@@ -56,6 +59,7 @@ impl Figure for AnyFigure {
             | AnyFigure::Classes(f) => f.size(),
             AnyFigure::Training(f) => f.size(),
             AnyFigure::Saliency(f) => f.size(),
+            AnyFigure::Lines(f) => f.size(),
         }
     }
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult {
@@ -68,6 +72,7 @@ impl Figure for AnyFigure {
             | AnyFigure::Classes(f) => f.draw(root),
             AnyFigure::Training(f) => f.draw(root),
             AnyFigure::Saliency(f) => f.draw(root),
+            AnyFigure::Lines(f) => f.draw(root),
         }
     }
 }
@@ -96,6 +101,10 @@ pub fn build(tables: &Tables, maps: Option<&MapSet>, chosen: &[String]) -> Vec<P
             "masking" => out.push(curves::plan_masking(tables)),
             "deletion_insertion" => out.push(curves::plan_deletion_insertion(tables)),
             "randomization" => out.push(curves::plan_randomization(tables)),
+            "roar_kar" => out.push(retrain::plan_roar_kar(tables)),
+            "accuracy_interpretability" => {
+                out.push(retrain::plan_accuracy_interpretability(tables))
+            }
             "class_accuracy" => out.push(classes::plan(tables)),
             "training" => out.push(training::plan(tables)),
             // Every name has an arm (`every_choosable_name_plans_a_figure`).

@@ -9,6 +9,7 @@ use crate::data::Tables;
 use crate::style::fmt_eps;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use salient_ir::results::{CLEAN_ACCURACY, ROBUST_ACCURACY};
 
 pub struct RobustFigure {
     /// (attack, series) per panel.
@@ -21,7 +22,7 @@ const PANEL: (u32, u32) = (560, 440);
 /// The panels' attacks: sorted by name, `worst_case` last.
 fn attacks(tables: &Tables) -> Vec<String> {
     let mut names: Vec<String> = tables
-        .metric("robust_accuracy")
+        .metric(ROBUST_ACCURACY)
         .filter_map(|r| r.attack.clone())
         .collect();
     names.sort_by_key(|a| (a == "worst_case", a.clone()));
@@ -39,19 +40,14 @@ pub fn plan(tables: &Tables) -> Planned {
             name,
             title,
             caption,
-            figure: Err("no robust_accuracy rows in results.csv".into()),
+            figure: Err(format!("no {ROBUST_ACCURACY} rows in results.csv")),
         };
     }
-    let clean = aggregate::curves(
-        tables,
-        tables.metric("clean_accuracy"),
-        |_| Some(0.0),
-        100.0,
-    );
+    let clean = aggregate::curves(tables, tables.metric(CLEAN_ACCURACY), |_| Some(0.0), 100.0);
     let mut panels = Vec::new();
     for attack in attacks {
         let rows = tables
-            .metric("robust_accuracy")
+            .metric(ROBUST_ACCURACY)
             .filter(|r| r.attack.as_deref() == Some(attack.as_str()));
         let mut series = Vec::new();
         for (g, mut pts) in aggregate::curves(tables, rows, |r| r.eps, 100.0) {

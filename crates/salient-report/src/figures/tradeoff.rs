@@ -10,6 +10,7 @@ use crate::font::FAMILY;
 use crate::style::{self, colour, fmt_eps};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use salient_ir::results::{CLEAN_ACCURACY, ROBUST_ACCURACY, SPARSENESS};
 
 /// One point: group, (x mean, x std), (y mean, y std).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,7 +39,7 @@ const PANEL: (u32, u32) = (600, 480);
 /// The (attack, eps) at which robust accuracy is compared.
 pub fn reference_attack(tables: &Tables) -> Option<(String, f64)> {
     let rows: Vec<_> = tables
-        .metric("robust_accuracy")
+        .metric(ROBUST_ACCURACY)
         .filter(|r| r.attack.is_some() && r.eps.is_some())
         .collect();
     let mut attacks: Vec<&str> = rows.iter().filter_map(|r| r.attack.as_deref()).collect();
@@ -81,7 +82,7 @@ pub fn plan(tables: &Tables) -> Planned {
             name,
             title,
             caption: String::new(),
-            figure: Err("no robust_accuracy rows in results.csv".into()),
+            figure: Err(format!("no {ROBUST_ACCURACY} rows in results.csv")),
         };
     };
     let caption = format!(
@@ -91,11 +92,11 @@ pub fn plan(tables: &Tables) -> Planned {
     let robust = aggregate::scalar(
         tables,
         tables
-            .metric("robust_accuracy")
+            .metric(ROBUST_ACCURACY)
             .filter(|r| r.attack.as_deref() == Some(attack.as_str()) && r.eps == Some(eps)),
         100.0,
     );
-    let clean = aggregate::scalar(tables, tables.metric("clean_accuracy"), 100.0);
+    let clean = aggregate::scalar(tables, tables.metric(CLEAN_ACCURACY), 100.0);
     let robust_label = format!("robust accuracy (%), {attack} at ε = {}", fmt_eps(eps));
     let mut panels = Vec::new();
     let points = pair(tables, &clean, &robust);
@@ -108,17 +109,17 @@ pub fn plan(tables: &Tables) -> Planned {
         });
     }
     let mut methods: Vec<String> = tables
-        .metric("sparseness")
+        .metric(SPARSENESS)
         .filter_map(|r| r.saliency.clone())
         .collect();
     methods.sort();
     methods.dedup();
-    if methods.is_empty() && tables.has_metric("sparseness") {
+    if methods.is_empty() && tables.has_metric(SPARSENESS) {
         methods.push(String::new());
     }
     for m in methods {
         let rows = tables
-            .metric("sparseness")
+            .metric(SPARSENESS)
             .filter(|r| r.saliency.as_deref().unwrap_or("") == m);
         let gini = aggregate::scalar(tables, rows, 1.0);
         let points = pair(tables, &gini, &robust);

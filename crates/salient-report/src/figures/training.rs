@@ -89,6 +89,7 @@ pub fn plan(tables: &Tables) -> Planned {
         colour: None,
         dashed: true,
         marker: false,
+        shape: None,
     });
     Planned {
         name,
