@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use std::time::Instant;
 
 const QUICKSTART: &str = include_str!("../../../specs/quickstart.exp");
-const KIM: &str = include_str!("../../../specs/kim_adversarial.exp");
+const KIM: &str = include_str!("../../../specs/kim_adversarial_paper.exp");
 
 fn assert_sane(src: &str) {
     let start = Instant::now();

@@ -108,7 +108,7 @@ impl TrainSchedule for Experiment {
 
 #[test]
 fn kim_sweeps_expand_per_regime() {
-    let e = load("kim_adversarial.exp");
+    let e = load("kim_adversarial_paper.exp");
     // standard + 3 Linf + 3 L2 variants.
     assert_eq!(e.runs.len(), 7);
     let labels: Vec<&str> = e.runs.iter().map(|r| r.regime.label.as_str()).collect();
@@ -127,6 +127,27 @@ fn kim_sweeps_expand_per_regime() {
             w: 28
         }
     );
+}
+
+#[test]
+fn kim_two_core_spec_declares_roar_and_kar_for_every_eps() {
+    let e = load("kim_adversarial.exp");
+    assert_eq!(e.runs.len(), 7);
+    let retrain = RetrainSpec {
+        percents: vec![10, 30, 50, 70, 90],
+        seeds: 2,
+        epochs: Some(2),
+        random: true,
+    };
+    assert!(e.metrics.contains(&MetricSpec::Roar(retrain.clone())));
+    assert!(e.metrics.contains(&MetricSpec::Kar(retrain)));
+    assert_eq!(e.data.train, Some(10_000));
+    // The paper-sized spec keeps Hooker et al.'s 5 retraining seeds and the run's epochs.
+    let paper = load("kim_adversarial_paper.exp");
+    assert!(paper.metrics.iter().any(|m| matches!(
+        m,
+        MetricSpec::Roar(r) if r.seeds == 5 && r.epochs.is_none()
+    )));
 }
 
 #[test]
