@@ -136,7 +136,7 @@ fn kim_two_core_spec_declares_roar_and_kar_for_every_eps() {
     let retrain = RetrainSpec {
         percents: vec![10, 30, 50, 70, 90],
         seeds: 2,
-        epochs: Some(2),
+        epochs: Some(1),
         random: true,
     };
     assert!(e.metrics.contains(&MetricSpec::Roar(retrain.clone())));
