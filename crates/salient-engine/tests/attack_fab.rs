@@ -3,70 +3,13 @@
 //! projections against hand-computed and bisection references, the eps-ball and the box on a
 //! small CNN, determinism, and clear errors for bad settings.
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use salient_engine::attack::fab::{fab, projection_l2, projection_linf, FabConfig};
-use salient_engine::losses::argmax_rows;
-use salient_ir::{Layer, Norm, Shape as IrShape};
-use salient_nn::layers::infer::model_def;
+use salient_ir::Norm;
 use salient_nn::{Mode, Network};
 
-type Dev = Cpu;
-type Mat = Tensor<(usize, usize), f32, Dev>;
-
-const N: usize = 16;
-
-fn dev() -> Dev {
-    Cpu::seed_from_u64(0)
-}
-
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-/// A 1x4x4 image flattened into one dense layer: logits z = W^T x + b, W stored (16, classes)
-/// row-major (`w[i * classes + k]` multiplies pixel i into logit k).
-fn linear_net(w: &[f32], b: &[f32]) -> Network<Dev> {
-    let classes = b.len();
-    let def = model_def(
-        "lin",
-        IrShape::Image { c: 1, h: 4, w: 4 },
-        vec![Layer::Flatten, Layer::Dense { out: classes }],
-    )
-    .unwrap();
-    let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
-    net.params_mut()[0].value.copy_from(w);
-    net.params_mut()[1].value.copy_from(b);
-    net
-}
-
-/// A small random CNN on 2x6x6 images with 4 classes, with dropout (eval mode must ignore it).
-fn tiny_cnn(seed: u64) -> Network<Dev> {
-    let def = model_def(
-        "cnn",
-        IrShape::Image { c: 2, h: 6, w: 6 },
-        vec![
-            Layer::Conv {
-                out: 4,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-            },
-            Layer::Relu,
-            Layer::MaxPool { size: 2, stride: 2 },
-            Layer::Flatten,
-            Layer::Dropout { p: 0.5 },
-            Layer::Dense { out: 4 },
-        ],
-    )
-    .unwrap();
-    Network::new(&def, &[0.5, 0.4], &[0.3, 0.2], seed, &dev()).unwrap()
-}
-
-fn predictions(net: &mut Network<Dev>, x: &Mat) -> Vec<usize> {
-    let classes = net.def().output.numel();
-    argmax_rows(&net.forward(x.clone(), Mode::Eval).as_vec(), classes)
-}
+mod common;
+use common::{dev, linear_net, predictions, rng, tiny_cnn, Dev, Fixture, Mat, N};
 
 fn pnorm(norm: Norm, d: &[f64]) -> f64 {
     match norm {
@@ -644,46 +587,16 @@ fn settings_are_checked_with_clear_errors() {
 /// the same norm of the adversarial example.
 #[test]
 fn fab_agrees_with_the_authors_code() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/fab/fab_official.json"
-    );
-    let text = std::fs::read_to_string(path).expect("the committed fixture fab_official.json");
-    let f: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let floats = |k: &str| -> Vec<f32> {
-        f[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect()
-    };
-    let def = model_def(
-        "mlp",
-        IrShape::Image { c: 1, h: 4, w: 4 },
-        vec![
-            Layer::Flatten,
-            Layer::Dense { out: 32 },
-            Layer::Relu,
-            Layer::Dense { out: 10 },
-        ],
-    )
-    .unwrap();
-    let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
-    for (i, k) in ["w1", "b1", "w2", "b2"].iter().enumerate() {
-        net.params_mut()[i].value.copy_from(&floats(k));
-    }
-    let x: Mat = dev().tensor_from_vec(floats("x"), (32, N));
-    let labels: Vec<usize> = f["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as usize)
-        .collect();
+    let f = Fixture::load("fab/fab_official.json");
+    let mut net = f.mlp();
+    let x = f.x();
+    assert_eq!(x.shape().0, 32, "the fixture's 32 images");
+    let labels = f.labels();
     let logits = net.forward(x.clone(), Mode::Eval).as_vec();
-    for (a, b) in logits.iter().zip(floats("logits")) {
+    for (a, b) in logits.iter().zip(f.floats("logits")) {
         assert!((a - b).abs() < 1e-4, "the same network: logit {a} vs {b}");
     }
-    for case in f["cases"].as_array().unwrap() {
+    for case in f.json["cases"].as_array().unwrap() {
         let norm = match case["norm"].as_str().unwrap() {
             "Linf" => Norm::Linf,
             _ => Norm::L2,

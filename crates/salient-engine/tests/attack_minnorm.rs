@@ -2,41 +2,15 @@
 //! models, where the minimal perturbation has a closed form; the box; determinism and batch
 //! independence; the robust-accuracy curve and the median.
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use salient_engine::attack::cw::{cw_l2, CwConfig};
 use salient_engine::attack::deepfool::{candidate_classes, deepfool, DeepFoolConfig};
 use salient_engine::attack::min_norm::{median, MinNormOutcome};
-use salient_ir::{Layer, Norm, Shape as IrShape};
-use salient_nn::layers::infer::model_def;
-use salient_nn::{Mode, Network};
+use salient_ir::Norm;
+use salient_nn::Network;
 
-type Dev = Cpu;
-type Mat = Tensor<(usize, usize), f32, Dev>;
-
-const N: usize = 16;
-
-fn dev() -> Dev {
-    Cpu::seed_from_u64(0)
-}
-
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-/// A 1x4x4 image flattened into one dense layer: z = W^T x + b, W stored (16, classes).
-fn linear_net(w: &[f32], b: &[f32]) -> Network<Dev> {
-    let def = model_def(
-        "lin",
-        IrShape::Image { c: 1, h: 4, w: 4 },
-        vec![Layer::Flatten, Layer::Dense { out: b.len() }],
-    )
-    .unwrap();
-    let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
-    net.params_mut()[0].value.copy_from(w);
-    net.params_mut()[1].value.copy_from(b);
-    net
-}
+mod common;
+use common::{dev, linear_net, logits, predictions, rng, tiny_cnn, Dev, Fixture, Mat, N};
 
 /// A random linear model with `classes` classes: weights in [-1, 1], biases `offset_k - W_k .
 /// 0.5` (all logits equal `offset` at the grey image), so that the boundaries pass close to
@@ -50,38 +24,6 @@ fn random_linear(classes: usize, offset: &[f32], seed: u64) -> (Network<Dev>, Ve
         .map(|k| offset[k] - 0.5 * (0..N).map(|i| w[i * classes + k]).sum::<f32>())
         .collect();
     (linear_net(&w, &bias), w)
-}
-
-/// A small random CNN on 2x6x6 images with 4 classes, with dropout (eval mode must ignore it).
-fn tiny_cnn(seed: u64) -> Network<Dev> {
-    let def = model_def(
-        "cnn",
-        IrShape::Image { c: 2, h: 6, w: 6 },
-        vec![
-            Layer::Conv {
-                out: 4,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-            },
-            Layer::Relu,
-            Layer::MaxPool { size: 2, stride: 2 },
-            Layer::Flatten,
-            Layer::Dropout { p: 0.5 },
-            Layer::Dense { out: 4 },
-        ],
-    )
-    .unwrap();
-    Network::new(&def, &[0.5, 0.4], &[0.3, 0.2], seed, &dev()).unwrap()
-}
-
-fn logits(net: &mut Network<Dev>, x: &Mat) -> Vec<f32> {
-    net.forward(x.clone(), Mode::Eval).as_vec()
-}
-
-fn predictions(net: &mut Network<Dev>, x: &Mat) -> Vec<usize> {
-    let classes = net.def().output.numel();
-    salient_engine::losses::argmax_rows(&logits(net, x), classes)
 }
 
 /// Mid-range images (pixels in [0.4, 0.6]) so that small perturbations stay inside the box.
@@ -586,50 +528,21 @@ fn cw_l2_respects_the_box_and_is_deterministic_on_a_cnn() {
 /// 1 % and the same median within 0.5 %.
 #[test]
 fn minnorm_attacks_agree_with_foolbox() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/minnorm/foolbox_minnorm.json"
-    );
-    let text = std::fs::read_to_string(path).expect("the committed fixture foolbox_minnorm.json");
-    let f: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let floats = |k: &str| -> Vec<f32> {
-        f[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap() as f32)
-            .collect()
-    };
+    let f = Fixture::load("minnorm/foolbox_minnorm.json");
     // Foolbox's norms, infinite where its point is not adversarial.
     let reference = |k: &str| -> Vec<f32> {
-        f[k].as_array()
+        f.json[k]
+            .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_f64().map_or(f32::INFINITY, |t| t as f32))
             .collect()
     };
-    let def = model_def(
-        "mlp",
-        IrShape::Image { c: 1, h: 4, w: 4 },
-        vec![
-            Layer::Flatten,
-            Layer::Dense { out: 32 },
-            Layer::Relu,
-            Layer::Dense { out: 10 },
-        ],
-    )
-    .unwrap();
-    let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
-    for (i, k) in ["w1", "b1", "w2", "b2"].iter().enumerate() {
-        net.params_mut()[i].value.copy_from(&floats(k));
-    }
+    let mut net = f.mlp();
     let b = 32;
-    let x: Mat = dev().tensor_from_vec(floats("x"), (b, N));
-    let labels: Vec<usize> = f["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as usize)
-        .collect();
+    let x = f.x();
+    assert_eq!(x.shape().0, b, "the fixture's 32 images");
+    let labels = f.labels();
     assert_eq!(
         predictions(&mut net, &x),
         labels,

@@ -2,8 +2,7 @@
 //! strength on a trained tiny model, APGD's DLR loss and checkpoints, Square's query budget and
 //! schedule, the worst case over attacks, and clear errors on bad input.
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 use salient_engine::attack::apgd::{apgd, checkpoints, dlr, dlr_rows, ApgdConfig};
 use salient_engine::attack::fgsm::fgsm;
 use salient_engine::attack::pgd::pgd_restarts;
@@ -17,63 +16,16 @@ use salient_engine::robustness::{evaluate_attacks, robustness_rows, worst_cases}
 use salient_engine::train::{train, TrainInputs};
 use salient_ir::{
     ApgdLoss, Attack, AttackSpec, AutoAttackComponent, AutoAttackVersion, DataKind, DataSpec,
-    EvalSpec, Experiment, ImageShape, Layer, MetricSpec, Norm, Optimizer as Opt, Regime,
-    RegimeInstance, ReportSpec, Schedule, Shape as IrShape, TrainConfig, TrainRun,
+    EvalSpec, Experiment, ImageShape, MetricSpec, Norm, Optimizer as Opt, Regime, RegimeInstance,
+    ReportSpec, Schedule, TrainConfig, TrainRun,
 };
-use salient_nn::layers::infer::model_def;
 use salient_nn::{Mode, Network};
 use std::sync::atomic::AtomicBool;
 
-type Dev = Cpu;
-type Mat = Tensor<(usize, usize), f32, Dev>;
+mod common;
+use common::{dev, linear_net, mlp_def, predictions, rng, tiny_cnn, Dev, Mat};
 
 const TOL: f32 = 1e-5;
-
-fn dev() -> Dev {
-    Cpu::seed_from_u64(0)
-}
-
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-/// A 1x4x4 image flattened into one dense layer: logits z = W^T x + b, W stored (16, classes).
-fn linear_net(w: &[f32], b: &[f32]) -> Network<Dev> {
-    let classes = b.len();
-    let def = model_def(
-        "lin",
-        IrShape::Image { c: 1, h: 4, w: 4 },
-        vec![Layer::Flatten, Layer::Dense { out: classes }],
-    )
-    .unwrap();
-    let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
-    net.params_mut()[0].value.copy_from(w);
-    net.params_mut()[1].value.copy_from(b);
-    net
-}
-
-/// A small random CNN on 2x6x6 images with 4 classes, with dropout (eval mode must ignore it).
-fn tiny_cnn(seed: u64) -> Network<Dev> {
-    let def = model_def(
-        "cnn",
-        IrShape::Image { c: 2, h: 6, w: 6 },
-        vec![
-            Layer::Conv {
-                out: 4,
-                kernel: 3,
-                stride: 1,
-                padding: 1,
-            },
-            Layer::Relu,
-            Layer::MaxPool { size: 2, stride: 2 },
-            Layer::Flatten,
-            Layer::Dropout { p: 0.5 },
-            Layer::Dense { out: 4 },
-        ],
-    )
-    .unwrap();
-    Network::new(&def, &[0.5, 0.4], &[0.3, 0.2], seed, &dev()).unwrap()
-}
 
 fn spec(name: &str, attack: Attack) -> AttackSpec {
     AttackSpec {
@@ -101,11 +53,6 @@ fn pgd_spec(
             restarts,
         },
     )
-}
-
-fn predictions(net: &mut Network<Dev>, x: &Mat) -> Vec<usize> {
-    let classes = net.def().output.numel();
-    salient_engine::losses::argmax_rows(&net.forward(x.clone(), Mode::Eval).as_vec(), classes)
 }
 
 /// max_i |d_i| and ||d||_2 of every row of x_adv - x.
@@ -506,17 +453,7 @@ fn trained_model() -> (Network<Dev>, salient_data::Dataset, TrainRun) {
         classes: 3,
     };
     let splits = salient_data::load(&data).unwrap();
-    let def = model_def(
-        "mlp",
-        IrShape::Image { c: 1, h: 6, w: 6 },
-        vec![
-            Layer::Flatten,
-            Layer::Dense { out: 32 },
-            Layer::Relu,
-            Layer::Dense { out: 3 },
-        ],
-    )
-    .unwrap();
+    let def = mlp_def(6, 3);
     let mut net = Network::new(&def, &[0.0], &[1.0], 0, &dev()).unwrap();
     let run = TrainRun {
         id: "mlp-standard-seed0".into(),

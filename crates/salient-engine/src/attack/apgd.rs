@@ -41,6 +41,7 @@ use super::rows::{
 use crate::grad::input_gradient;
 use crate::losses::{one_hot, Logits};
 use crate::ops::{normalize_rows, project_l2, scale_rows, sign, Mat};
+use crate::saliency::noise::standard_normal;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -381,7 +382,8 @@ fn start<D: Device<f32>>(
                 row.iter().fold(0.0f32, |m, t| m.max(t.abs()))
             }
             Norm::L2 => {
-                row.iter_mut().for_each(|t| *t = gaussian(rng));
+                row.iter_mut()
+                    .for_each(|t| *t = standard_normal(rng) as f32);
                 row.iter().map(|t| t * t).sum::<f32>().sqrt()
             }
         };
@@ -389,12 +391,6 @@ fn start<D: Device<f32>>(
         row.iter_mut().for_each(|t| *t *= s);
     }
     dev.tensor_from_vec(v, shape)
-}
-
-/// A standard normal deviate (Box-Muller).
-fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
-    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
 }
 
 /// Gradient of the summed loss at the current iterate, the per-example losses (host) and

@@ -47,6 +47,7 @@ use super::rows::{bucket, padded, put_rows, take_rows, AttackError, AttackOutcom
 use crate::grad::input_gradient;
 use crate::losses::argmax_rows;
 use crate::ops::Mat;
+use crate::saliency::noise::standard_normal;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -303,7 +304,7 @@ fn start(orig: &[f32], n: usize, cfg: &FabConfig, rng: &mut ChaCha8Rng) -> Vec<f
     for row in out.chunks_mut(n.max(1)) {
         let t: Vec<f64> = match cfg.norm {
             Norm::Linf => (0..n).map(|_| rng.gen_range(-1.0f64..1.0)).collect(),
-            Norm::L2 => (0..n).map(|_| gaussian(rng)).collect(),
+            Norm::L2 => (0..n).map(|_| standard_normal(rng)).collect(),
         };
         let scale = norm_p(cfg.norm, t.iter().copied());
         let s = 0.5 * cfg.eps as f64 / scale.max(1e-12);
@@ -312,12 +313,6 @@ fn start(orig: &[f32], n: usize, cfg: &FabConfig, rng: &mut ChaCha8Rng) -> Vec<f
         }
     }
     out
-}
-
-/// A standard normal deviate (Box-Muller).
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
-    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// Untargeted linearisation (the code's `get_diff_logits_grads_batch`, one backward pass per

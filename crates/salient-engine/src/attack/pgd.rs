@@ -17,6 +17,7 @@ use super::rows::{
 use crate::grad::input_gradient;
 use crate::losses::{ce_sum, one_hot, Logits};
 use crate::ops::{normalize_rows, project_l2, sign, Mat};
+use crate::saliency::noise::standard_normal;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -86,9 +87,7 @@ pub fn random_start<D: Device<f32>>(
             for row in v.chunks_mut(n) {
                 let mut ss = 0.0f64;
                 for d in row.iter_mut() {
-                    // Box-Muller normal deviates.
-                    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-                    let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                    let z = standard_normal(rng);
                     *d = z as f32;
                     ss += z * z;
                 }

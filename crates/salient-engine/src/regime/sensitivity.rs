@@ -20,6 +20,7 @@ use super::{Regime, StepContext, StepOutput, Targets};
 use crate::grad::InputGradScope;
 use crate::losses::{ce_mean, Logits};
 use crate::ops::{sign, Mat};
+use crate::saliency::noise::standard_normal;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -84,12 +85,6 @@ fn contains_nested(l: &LayerDef, name: &str) -> bool {
     }
 }
 
-/// A standard normal deviate (Box-Muller).
-pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
-    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
 /// Random noise of `shape` on the device: N(0, sigma^2) or U(-sigma, sigma) per element.
 pub fn noise<D: Device<f32>>(
     dev: &D,
@@ -100,7 +95,7 @@ pub fn noise<D: Device<f32>>(
 ) -> Mat<D> {
     let v: Vec<f32> = (0..shape.0 * shape.1)
         .map(|_| match kind {
-            Noise::Gaussian => sigma * standard_normal(rng),
+            Noise::Gaussian => sigma * standard_normal(rng) as f32,
             Noise::Uniform => rng.gen_range(-sigma..=sigma),
         })
         .collect();

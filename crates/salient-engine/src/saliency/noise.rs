@@ -4,21 +4,19 @@ use crate::ops::Mat;
 use dfdx::prelude::*;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
 
-/// `n` draws of N(0, sigma^2) (Box-Muller on two uniforms).
+/// One N(0, 1) deviate: `rand_distr`'s `StandardNormal` (a ziggurat sampler). The engine's one
+/// normal sampler: attacks' random starts, regimes' noise and SmoothGrad all draw through it.
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// `n` draws of N(0, sigma^2), in order from `rng` (see [`standard_normal`]).
 pub fn normal(rng: &mut ChaCha8Rng, n: usize, sigma: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n + 1);
-    while out.len() < n {
-        // u1 in (0, 1]: ln(u1) is finite.
-        let u1: f64 = 1.0 - rng.gen::<f64>();
-        let u2: f64 = rng.gen::<f64>();
-        let r = (-2.0 * u1.ln()).sqrt();
-        let t = std::f64::consts::TAU * u2;
-        out.push((r * t.cos()) as f32 * sigma);
-        out.push((r * t.sin()) as f32 * sigma);
-    }
-    out.truncate(n);
-    out
+    (0..n)
+        .map(|_| standard_normal(rng) as f32 * sigma)
+        .collect()
 }
 
 /// `n` draws of U(lo, hi) (lo itself when hi <= lo).
