@@ -1,8 +1,9 @@
 //! `salient run SPEC`: check the spec, train each run (or reuse its checkpoint), evaluate, and
 //! write `results.csv` / `training.csv` in the output directory.
 //!
-//! Exit status: 0 done; 1 the spec has errors; 2 usage or I/O errors reading the spec; 3 the run
-//! failed (bad data, divergence, device); 130 interrupted by Ctrl-C (finished runs are kept).
+//! Exit status: 0 done; 1 the spec has errors; 2 usage or I/O errors reading the spec; 3 the
+//! command failed (bad data, unwritable output) or one or more runs failed (divergence, device;
+//! the other runs went on and are kept); 130 interrupted by Ctrl-C (finished runs are kept).
 
 use clap::{Args, ValueEnum};
 use salient_engine::{DeviceKind, EngineError, RunOptions};
@@ -128,7 +129,18 @@ pub fn main(args: RunArgs) -> ExitCode {
                 Ok(o) => println!("report: {}", o.index.display()),
                 Err(e) => eprintln!("warning: the report could not be written: {e}"),
             }
-            ExitCode::SUCCESS
+            if report.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!(
+                    "error: {} run(s) failed (the others finished; a `failed` row and runs/<id>/failed.txt record each):",
+                    report.failed.len()
+                );
+                for (id, why) in &report.failed {
+                    eprintln!("  {id}: {why}");
+                }
+                ExitCode::from(3)
+            }
         }
         Err(EngineError::Interrupted) => {
             eprintln!(

@@ -13,13 +13,16 @@ use crate::store::{run_key, RunRecord, Store};
 use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
 use salient_data::Splits;
-use salient_ir::results::{CLASS_ACCURACY, CLEAN_ACCURACY, TRAIN_EPS, TRAIN_SECONDS};
+use salient_ir::results::{CLASS_ACCURACY, CLEAN_ACCURACY, FAILED, TRAIN_EPS, TRAIN_SECONDS};
 use salient_ir::{Experiment, MetricSpec, Regime, TrainRun, IR_VERSION};
 use salient_nn::Network;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The file in `runs/<id>/` that holds why a run failed (removed when it later finishes).
+pub const FAILED_FILE: &str = "failed.txt";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceKind {
@@ -48,6 +51,10 @@ pub struct RunReport {
     pub reused: Vec<String>,
     /// (run id, reason).
     pub skipped: Vec<(String, String)>,
+    /// Runs that failed (diverged, could not be built, trained or evaluated): (run id, reason
+    /// with its causes). Each has a `failed` row in `results.csv` and its reason in
+    /// `runs/<id>/failed.txt`; the other runs went on.
+    pub failed: Vec<(String, String)>,
     /// Parts of the spec this version does not run yet, in words.
     pub not_run: Vec<String>,
     pub rows: Vec<ResultRow>,
@@ -149,145 +156,228 @@ fn run_on<D: Device<f32>>(
     };
     let channel_mean = splits.train.channel_mean();
     for run in exp.runs.iter().filter(|r| selected.contains(&r.id)) {
-        let Some(model) = exp.model(&run.model) else {
-            report.skipped.push((
-                run.id.clone(),
-                format!("model `{}` is not defined", run.model),
-            ));
-            continue;
-        };
-        let mut regime = match regime::build::<D>(&run.regime, &channel_mean, model) {
-            Ok(r) => r,
-            Err(reason) => {
-                report.skipped.push((run.id.clone(), reason));
-                continue;
-            }
-        };
-        let dev = make_device(run.train.seed)?;
-        let mut net = Network::new(model, &exp.data.mean, &exp.data.std, run.train.seed, &dev)
-            .map_err(|source| EngineError::Nn {
-                run: run.id.clone(),
-                source,
-            })?;
-        let key = run_key(run, model, &exp.data, &splits.fingerprint);
-        let progress = RunProgress::new(&run.id, opts.quiet);
-        let reused = if opts.retrain {
-            None
-        } else {
-            store.load(run, &key, &mut net)
-        };
-        let record = match reused {
-            Some(record) => {
-                progress.note(&format!(
-                    "{}: reusing the checkpoint in {}",
-                    run.id,
-                    store.dir(run).display()
-                ));
-                report.reused.push(run.id.clone());
-                record
-            }
-            None => {
-                let started = Instant::now();
-                let inputs = TrainInputs {
-                    run,
-                    train: &splits.train,
-                    test: &splits.test,
-                    eval_batch: exp.eval.batch,
-                    interrupt: &opts.interrupt,
-                };
-                // No regime reads the input gradient of its training passes (inner passes get
-                // theirs through `grad::InputGradScope`): let the network skip it.
-                net.set_input_grad(false);
-                let log = train::train(&mut net, regime.as_mut(), &inputs, &progress);
-                net.set_input_grad(true);
-                let log = log?;
-                let record = RunRecord {
-                    ir_version: IR_VERSION,
-                    key,
-                    run: run.clone(),
-                    model: model.clone(),
-                    data: exp.data.clone(),
-                    data_fingerprint: splits.fingerprint.clone(),
-                    log,
-                    train_seconds: started.elapsed().as_secs_f64(),
-                };
-                store.save(&record, &net)?;
-                report.trained.push(run.id.clone());
-                record
-            }
-        };
-        let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
-        let determinism = diagnostics::probe_determinism(
-            &mut net,
-            &splits.test,
-            diagnostics::DETERMINISM_IMAGES,
-            diagnostics::DETERMINISM_REPEATS,
-        );
-        if !exp.attacks.is_empty() {
-            progress.note(&format!(
-                "{}: attacking ({} attack points)",
-                run.id,
-                exp.attacks.len()
-            ));
-        }
-        let robust = robustness::robustness_rows(&mut net, exp, &splits.test, run)?;
-        if !exp.saliency.is_empty() {
-            progress.note(&format!(
-                "{}: saliency maps and metrics ({} methods)",
-                run.id,
-                exp.saliency.len()
-            ));
-        }
-        let maps_dir = opts.out_dir.join("maps").join(&run.id);
-        let interpret = interpret::interpret_with(
-            &mut net,
+        let failed_file = store.dir(run).join(FAILED_FILE);
+        let ctx = RunContext {
             exp,
             splits,
-            run,
-            &interpret::InterpretOptions {
-                maps_dir: &maps_dir,
-                out_dir: &opts.out_dir,
-                interrupt: &opts.interrupt,
-                quiet: opts.quiet,
-            },
-        )?;
-        results
-            .rows
-            .push(ResultRow::new(run, CLEAN_ACCURACY, acc.value()));
-        results.rows.extend(train_eps_row(run));
-        for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
-            let mut row = ResultRow::new(
-                run,
-                CLASS_ACCURACY,
-                if total == 0 {
-                    0.0
-                } else {
-                    hit as f64 / total as f64
-                },
-            );
-            row.class = Some(class);
-            results.rows.push(row);
-        }
-        results
-            .rows
-            .push(ResultRow::new(run, TRAIN_SECONDS, record.train_seconds));
-        results.rows.extend(robust);
-        results.rows.extend(interpret);
-        results.add_curve(run, &record.log);
-        results.flush()?;
-        for f in diag.add_run(&results.rows, exp, &run.id, Some(determinism)) {
-            match opts.quiet {
-                true => eprintln!("{}", diagnostics::warning_line(&f)),
-                false => progress.note(&diagnostics::warning_line(&f)),
+            opts,
+            channel_mean: &channel_mean,
+            store: &store,
+        };
+        match run_one(&ctx, run, &make_device, &mut report) {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                // A run that failed before and now finished is no longer failed.
+                if failed_file.exists() {
+                    std::fs::remove_file(&failed_file)
+                        .map_err(|e| EngineError::io(&failed_file, e))?;
+                }
+                results.rows.extend(done.rows);
+                results.add_curve(run, &done.log);
+                results.flush()?;
+                for f in diag.add_run(&results.rows, exp, &run.id, Some(done.determinism)) {
+                    match opts.quiet {
+                        true => eprintln!("{}", diagnostics::warning_line(&f)),
+                        false => done.progress.note(&diagnostics::warning_line(&f)),
+                    }
+                }
+                diag.flush()?;
+            }
+            // Ctrl-C stops everything; finished runs are kept.
+            Err(EngineError::Interrupted) => {
+                results.flush()?;
+                diag.flush()?;
+                return Err(EngineError::Interrupted);
+            }
+            // Any other failure stays local to its run: recorded, and the next run goes on.
+            Err(e) => {
+                let reason = error_chain(&e);
+                eprintln!("run {} failed: {reason}", run.id);
+                let dir = store.dir(run);
+                std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+                write_file(&failed_file, &format!("{reason}\n"))?;
+                results.rows.push(ResultRow::new(run, FAILED, 1.0));
+                results.flush()?;
+                report.failed.push((run.id.clone(), reason));
             }
         }
-        diag.flush()?;
     }
     results.flush()?;
     diag.flush()?;
     report.rows = results.rows;
     report.diagnostics = diag.findings;
     Ok(report)
+}
+
+/// What the runner needs to train and evaluate one run.
+struct RunContext<'a> {
+    exp: &'a Experiment,
+    splits: &'a Splits,
+    opts: &'a RunOptions,
+    channel_mean: &'a [f32],
+    store: &'a Store,
+}
+
+/// A finished run's rows, training curve and determinism probe.
+struct Finished {
+    rows: Vec<ResultRow>,
+    log: Vec<crate::train::EpochLog>,
+    determinism: diagnostics::Determinism,
+    progress: RunProgress,
+}
+
+/// Train (or reuse) and evaluate one run. `Ok(None)`: skipped (recorded in `report.skipped`).
+fn run_one<D: Device<f32>>(
+    ctx: &RunContext<'_>,
+    run: &TrainRun,
+    make_device: &impl Fn(u64) -> Result<D, EngineError>,
+    report: &mut RunReport,
+) -> Result<Option<Finished>, EngineError> {
+    let RunContext {
+        exp,
+        splits,
+        opts,
+        channel_mean,
+        store,
+    } = *ctx;
+    let Some(model) = exp.model(&run.model) else {
+        report.skipped.push((
+            run.id.clone(),
+            format!("model `{}` is not defined", run.model),
+        ));
+        return Ok(None);
+    };
+    let mut regime = match regime::build::<D>(&run.regime, channel_mean, model) {
+        Ok(r) => r,
+        Err(reason) => {
+            report.skipped.push((run.id.clone(), reason));
+            return Ok(None);
+        }
+    };
+    let dev = make_device(run.train.seed)?;
+    let mut net = Network::new(model, &exp.data.mean, &exp.data.std, run.train.seed, &dev)
+        .map_err(|source| EngineError::Nn {
+            run: run.id.clone(),
+            source,
+        })?;
+    let key = run_key(run, model, &exp.data, &splits.fingerprint);
+    let progress = RunProgress::new(&run.id, opts.quiet);
+    let reused = if opts.retrain {
+        None
+    } else {
+        store.load(run, &key, &mut net)
+    };
+    let record = match reused {
+        Some(record) => {
+            progress.note(&format!(
+                "{}: reusing the checkpoint in {}",
+                run.id,
+                store.dir(run).display()
+            ));
+            report.reused.push(run.id.clone());
+            record
+        }
+        None => {
+            let started = Instant::now();
+            let inputs = TrainInputs {
+                run,
+                train: &splits.train,
+                test: &splits.test,
+                eval_batch: exp.eval.batch,
+                interrupt: &opts.interrupt,
+            };
+            // No regime reads the input gradient of its training passes (inner passes get
+            // theirs through `grad::InputGradScope`): let the network skip it.
+            net.set_input_grad(false);
+            let log = train::train(&mut net, regime.as_mut(), &inputs, &progress);
+            net.set_input_grad(true);
+            let log = log?;
+            let record = RunRecord {
+                ir_version: IR_VERSION,
+                key,
+                run: run.clone(),
+                model: model.clone(),
+                data: exp.data.clone(),
+                data_fingerprint: splits.fingerprint.clone(),
+                log,
+                train_seconds: started.elapsed().as_secs_f64(),
+            };
+            store.save(&record, &net)?;
+            report.trained.push(run.id.clone());
+            record
+        }
+    };
+    let acc = eval::accuracy(&mut net, &splits.test, exp.eval.batch);
+    let determinism = diagnostics::probe_determinism(
+        &mut net,
+        &splits.test,
+        diagnostics::DETERMINISM_IMAGES,
+        diagnostics::DETERMINISM_REPEATS,
+    );
+    if !exp.attacks.is_empty() {
+        progress.note(&format!(
+            "{}: attacking ({} attack points)",
+            run.id,
+            exp.attacks.len()
+        ));
+    }
+    let robust = robustness::robustness_rows(&mut net, exp, &splits.test, run)?;
+    if !exp.saliency.is_empty() {
+        progress.note(&format!(
+            "{}: saliency maps and metrics ({} methods)",
+            run.id,
+            exp.saliency.len()
+        ));
+    }
+    let maps_dir = opts.out_dir.join("maps").join(&run.id);
+    let interpret = interpret::interpret_with(
+        &mut net,
+        exp,
+        splits,
+        run,
+        &interpret::InterpretOptions {
+            maps_dir: &maps_dir,
+            out_dir: &opts.out_dir,
+            interrupt: &opts.interrupt,
+            quiet: opts.quiet,
+        },
+    )?;
+    let mut rows = vec![ResultRow::new(run, CLEAN_ACCURACY, acc.value())];
+    rows.extend(train_eps_row(run));
+    for (class, &(hit, total)) in acc.per_class.iter().enumerate() {
+        let mut row = ResultRow::new(
+            run,
+            CLASS_ACCURACY,
+            if total == 0 {
+                0.0
+            } else {
+                hit as f64 / total as f64
+            },
+        );
+        row.class = Some(class);
+        rows.push(row);
+    }
+    rows.push(ResultRow::new(run, TRAIN_SECONDS, record.train_seconds));
+    rows.extend(robust);
+    rows.extend(interpret);
+    Ok(Some(Finished {
+        rows,
+        log: record.log,
+        determinism,
+        progress,
+    }))
+}
+
+/// An error with its chain of causes, on one line.
+fn error_chain(e: &EngineError) -> String {
+    let mut out = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }
 
 /// The eps a run was trained against (Kim et al.'s trade-off axis): a `train_eps` row with the

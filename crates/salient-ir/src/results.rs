@@ -81,6 +81,9 @@ pub const CLEAN_ACCURACY: &str = "clean_accuracy";
 pub const ROBUST_ACCURACY: &str = "robust_accuracy";
 /// Per-class clean accuracy (`class`).
 pub const CLASS_ACCURACY: &str = "class_accuracy";
+/// A run that failed (diverged, or could not be built, trained or evaluated): value 1, no other
+/// rows for that run; the reason is in `runs/<id>/failed.txt`.
+pub const FAILED: &str = "failed";
 /// Wall time of a run's training (seconds; a reused checkpoint keeps its recorded time).
 pub const TRAIN_SECONDS: &str = "train_seconds";
 /// The eps of the attack a run was trained against (`attack` = its norm, `eps`); 0 for a
