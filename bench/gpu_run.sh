@@ -38,6 +38,6 @@ for m in quickstart ismail; do for r in 1 2 3; do for ig in "" "--input-grad"; d
     timeout 120 python3 bench/torch_train.py --device cuda --model $m --steps 50 --warmup 10 --threads 16 $ig
 done; done; done 2>&1 | tee "$OUT/bench.jsonl"
 echo "== quickstart on cuda (standard regime)"
-timeout 330 $G/bundle/salient run specs/quickstart.exp --device cuda --only standard --out "$OUT/qs" >"$OUT/qs.log" 2>&1
+timeout 330 $G/bundle/salient run specs/quickstart.exp --device cuda --only '*-standard-*' --out "$OUT/qs" >"$OUT/qs.log" 2>&1
 echo "exit $?"
 grep -v "^\s*$" "$OUT/qs.log" | tail -25

@@ -17,9 +17,15 @@ pub struct CheckArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Output format: `human` (rendered diagnostics and a summary) or `json` (one array of
-    /// diagnostics on stdout, for CI).
+    /// diagnostics on stdout, for CI; with `--runs`, an object that also lists the run ids).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// Also list every run id of each valid file: with `--format json` the output becomes one
+    /// object `{"diagnostics": [...], "files": [{"file", "experiment", "runs": [{"id", "model",
+    /// "regime", "seed", "cost"}]}]}` (`cost`: the estimate `--tasks` balances by); in the human
+    /// format every id is printed, one per line, after the summary.
+    #[arg(long)]
+    pub runs: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -32,6 +38,7 @@ pub fn main(args: CheckArgs) -> ExitCode {
     let mut io_error = false;
     let mut any_errors = false;
     let mut json = Vec::new();
+    let mut files = Vec::new();
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for path in &args.files {
         let file = path.display().to_string();
@@ -53,7 +60,10 @@ pub fn main(args: CheckArgs) -> ExitCode {
         any_errors |= !out.is_ok();
         match args.format {
             Format::Json => {
-                json.extend(out.diagnostics.iter().map(|d| diag_json(&file, &source, d)))
+                json.extend(out.diagnostics.iter().map(|d| diag_json(&file, &source, d)));
+                if let Some(exp) = &out.experiment {
+                    files.push(runs_json(&file, exp));
+                }
             }
             Format::Human => {
                 if !out.diagnostics.is_empty() {
@@ -63,13 +73,24 @@ pub fn main(args: CheckArgs) -> ExitCode {
                     );
                 }
                 print_result(&out);
+                if let (true, Some(exp)) = (args.runs, &out.experiment) {
+                    println!("  run ids:");
+                    for r in &exp.runs {
+                        println!("    {}", r.id);
+                    }
+                }
             }
         }
     }
     if args.format == Format::Json {
+        let doc = if args.runs {
+            serde_json::json!({ "diagnostics": json, "files": files })
+        } else {
+            serde_json::Value::Array(json)
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&json).unwrap_or_else(|_| "[]".to_string())
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "[]".to_string())
         );
     }
     if io_error {
@@ -79,6 +100,24 @@ pub fn main(args: CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// A valid file's run ids (`--runs`), in the spec's order, with the cost `--tasks` balances by.
+fn runs_json(file: &str, exp: &Experiment) -> serde_json::Value {
+    let runs: Vec<serde_json::Value> = exp
+        .runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id,
+                "model": r.model,
+                "regime": r.regime.label,
+                "seed": r.train.seed,
+                "cost": salient_engine::runner::run_cost(exp, r),
+            })
+        })
+        .collect();
+    serde_json::json!({ "file": file, "experiment": exp.name, "runs": runs })
 }
 
 fn diag_json(file: &str, source: &str, d: &Diagnostic) -> serde_json::Value {

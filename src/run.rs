@@ -29,11 +29,68 @@ pub struct RunArgs {
     /// Train every run again, even when a matching checkpoint exists.
     #[arg(long)]
     pub retrain: bool,
-    /// Run only the runs whose id contains this text (repeat or comma-separate for several,
-    /// e.g. `--only standard,sgt`); rows of the other runs already in the output directory are
-    /// kept.
+    /// Run only these runs: exact run ids or glob patterns over the ids (repeat or
+    /// comma-separate for several, e.g. `--only 'cnn-standard-*,*-seed1'`; `*-seed1` does not
+    /// select `-seed10`); rows of the other runs already in the output directory are kept.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+    /// Run the I-th share (0-based) of the grid split into `--tasks` shares balanced by
+    /// estimated cost. Without it: `SLURM_ARRAY_TASK_ID` - `SLURM_ARRAY_TASK_MIN`, else
+    /// Kubernetes' `JOB_COMPLETION_INDEX`.
+    #[arg(long, value_name = "I", requires = "tasks")]
+    pub task: Option<usize>,
+    /// Split the grid (after `--only`) into N shares; see `--task`. Without it:
+    /// `SLURM_ARRAY_TASK_COUNT` when `SLURM_ARRAY_TASK_ID` is set.
+    #[arg(long, value_name = "N")]
+    pub tasks: Option<usize>,
+}
+
+/// The task this process runs: `--task`/`--tasks`, else Slurm's array variables, else
+/// Kubernetes' `JOB_COMPLETION_INDEX` with `--tasks`; None when neither says (the whole grid).
+fn resolve_task(
+    args: &RunArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<salient_engine::runner::Task>, String> {
+    let num = |name: &str| -> Result<Option<usize>, String> {
+        match env(name) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{name}={v} is not a non-negative integer")),
+        }
+    };
+    let (index, count, from) = match (args.task, args.tasks) {
+        (Some(i), Some(n)) => (i, n, "--task/--tasks"),
+        (Some(_), None) => return Err("--task needs --tasks".to_string()),
+        (None, tasks) => {
+            if let Some(id) = num("SLURM_ARRAY_TASK_ID")? {
+                let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+                let count = match tasks {
+                    Some(n) => n,
+                    None => num("SLURM_ARRAY_TASK_COUNT")?.ok_or(
+                        "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: pass --tasks N",
+                    )?,
+                };
+                let index = id.checked_sub(min).ok_or(format!(
+                    "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
+                ))?;
+                (index, count, "SLURM_ARRAY_TASK_ID")
+            } else if let Some(n) = tasks {
+                let index = num("JOB_COMPLETION_INDEX")?.ok_or(
+                    "--tasks without --task needs SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX in the environment",
+                )?;
+                (index, n, "JOB_COMPLETION_INDEX")
+            } else {
+                return Ok(None);
+            }
+        }
+    };
+    salient_engine::runner::Task::new(index, count)
+        .map(Some)
+        .map_err(|e| format!("{from}: {e}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,13 +121,42 @@ pub fn main(args: RunArgs) -> ExitCode {
         return ExitCode::from(1);
     };
 
-    let selected = match salient_engine::runner::select_runs(&exp, &args.only) {
+    let mut selected = match salient_engine::runner::select_runs(&exp, &args.only) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    let task = match resolve_task(&args, |k| std::env::var(k).ok()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // The engine gets this task's share as exact run ids.
+    let mut only = args.only.clone();
+    if let Some(task) = task {
+        selected = salient_engine::runner::task_share(&exp, &selected, task);
+        if !args.quiet {
+            eprintln!(
+                "task {} of {}: {} run(s): {}",
+                task.index,
+                task.count,
+                selected.len(),
+                selected.join(", ")
+            );
+        }
+        if selected.is_empty() {
+            println!(
+                "task {} of {}: no run falls to this task (the grid has fewer runs than tasks)",
+                task.index, task.count
+            );
+            return ExitCode::SUCCESS;
+        }
+        only = selected.clone();
+    }
     let out_dir = args
         .out
         .clone()
@@ -94,7 +180,7 @@ pub fn main(args: RunArgs) -> ExitCode {
         },
         quiet: args.quiet,
         retrain: args.retrain,
-        only: args.only.clone(),
+        only,
         interrupt,
     };
     let (runs, attacks, saliency) = exp.counts();
@@ -104,7 +190,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             exp.name,
             out_dir.display()
         );
-        if selected.len() < exp.runs.len() {
+        if task.is_none() && selected.len() < exp.runs.len() {
             eprintln!(
                 "--only: running {} of {} runs: {}",
                 selected.len(),

@@ -92,3 +92,138 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
     assert!(!training.contains(bad), "{training}");
     assert_eq!(training.matches("net-standard-lr0.05-seed0").count(), 2);
 }
+
+/// Six tiny runs: epochs 1..3 (cost 1, 2, 3) x seeds 0, 1; and seeds 1, 10, 11 for `--only`.
+const GRID: &str = r#"
+experiment cluster_grid
+data synthetic { shape = (1, 6, 6)  classes = 3  train = 96  test = 48  noise = 0.2  seed = 7 }
+model net { flatten dense(out = 3) }
+train { optimizer = sgd  lr = 0.05  epochs = [1, 2, 3]  batch = 16  seed = [0, 1] }
+regime standard
+"#;
+
+const SEEDS: &str = r#"
+experiment cluster_seeds
+data synthetic { shape = (1, 6, 6)  classes = 3  train = 96  test = 48  noise = 0.2  seed = 7 }
+model net { flatten dense(out = 3) }
+train { optimizer = sgd  lr = 0.05  epochs = 1  batch = 16  seed = [1, 10, 11] }
+regime standard
+"#;
+
+/// The run ids of results.csv, each once, in file order.
+fn result_ids(out: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = result_rows(out).into_iter().map(|r| r.0).collect();
+    ids.dedup();
+    ids
+}
+
+fn run_ids_of(spec: &Path) -> Vec<(String, f64)> {
+    let o = salient()
+        .args(["check", "--format", "json", "--runs", spec.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert_eq!(v["diagnostics"], serde_json::json!([]));
+    assert_eq!(v["files"][0]["file"], spec.to_str().unwrap());
+    v["files"][0]["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["cost"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn only_selects_exact_ids_and_glob_patterns() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "seeds.exp", SEEDS);
+    let ids: Vec<String> = run_ids_of(&spec).into_iter().map(|r| r.0).collect();
+    assert_eq!(
+        ids,
+        ["net-standard-seed1", "net-standard-seed10", "net-standard-seed11"]
+    );
+
+    // A substring is no longer a selection: a usage error listing the ids.
+    let out = dir.path().join("o");
+    let o = run(&spec, &out, &["--only", "seed1"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--only seed1") && stderr.contains("net-standard-seed10"),
+        "{stderr}"
+    );
+
+    let o = run(&spec, &out, &["--only", "*-seed1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(result_ids(&out), ["net-standard-seed1"]);
+
+    let out2 = dir.path().join("o2");
+    let o = run(&spec, &out2, &["--only", "net-standard-seed11,*-seed1[0]"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(result_ids(&out2), ["net-standard-seed10", "net-standard-seed11"]);
+
+    let o = run(&spec, &out2, &["--only", "*-seed2*"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn tasks_split_the_grid_into_disjoint_shares_balanced_by_cost() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "grid.exp", GRID);
+    let all = run_ids_of(&spec);
+    assert_eq!(all.len(), 6);
+    let cost = |id: &str| all.iter().find(|r| r.0 == id).unwrap().1;
+    // Costs are epochs x 96 training examples.
+    assert_eq!(cost("net-standard-epochs3-seed1"), 3.0 * 96.0);
+
+    // Task 0 from the flags, task 1 from Slurm's array variables (array 4-5).
+    let a = dir.path().join("a");
+    let o = run(&spec, &a, &["--task", "0", "--tasks", "2"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = dir.path().join("b");
+    let o = {
+        let mut cmd = salient();
+        cmd.args(["run", spec.to_str().unwrap(), "--quiet", "--out"])
+            .arg(&b)
+            .env("SLURM_ARRAY_TASK_ID", "5")
+            .env("SLURM_ARRAY_TASK_MIN", "4")
+            .env("SLURM_ARRAY_TASK_COUNT", "2")
+            .env_remove("JOB_COMPLETION_INDEX");
+        cmd.output().unwrap()
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (ia, ib) = (result_ids(&a), result_ids(&b));
+    assert_eq!(ia.len() + ib.len(), 6, "{ia:?} {ib:?}");
+    let mut union: Vec<String> = ia.iter().chain(&ib).cloned().collect();
+    union.sort();
+    let mut expected: Vec<String> = all.iter().map(|r| r.0.clone()).collect();
+    expected.sort();
+    assert_eq!(union, expected, "disjoint shares covering the grid");
+    let load = |ids: &[String]| ids.iter().map(|id| cost(id)).sum::<f64>();
+    assert_eq!(load(&ia), load(&ib), "{ia:?} {ib:?}");
+
+    // Kubernetes: the index from JOB_COMPLETION_INDEX, the count from --tasks; more tasks than
+    // runs leaves a task empty, which is not an error.
+    let c = dir.path().join("c");
+    let o = {
+        let mut cmd = salient();
+        cmd.args(["run", spec.to_str().unwrap(), "--quiet", "--tasks", "7", "--out"])
+            .arg(&c)
+            .env("JOB_COMPLETION_INDEX", "6")
+            .env_remove("SLURM_ARRAY_TASK_ID");
+        cmd.output().unwrap()
+    };
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no run falls to this task"));
+
+    let o = run(&spec, &c, &["--task", "2", "--tasks", "2"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("out of range"), "{stderr}");
+}

@@ -39,7 +39,7 @@ pub enum EngineError {
     #[error("device: {0}")]
     Device(String),
 
-    #[error("--only {pattern}: no run of the spec has `{pattern}` in its id (runs: {runs})")]
+    #[error("--only {pattern}: no run id of the spec is `{pattern}` or matches it as a glob pattern (runs: {runs})")]
     NoSuchRun { pattern: String, runs: String },
 
     #[error("interrupted (Ctrl-C): every finished run was kept")]

@@ -14,7 +14,7 @@ use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
 use salient_data::Splits;
 use salient_ir::results::{CLASS_ACCURACY, CLEAN_ACCURACY, FAILED, TRAIN_EPS, TRAIN_SECONDS};
-use salient_ir::{Experiment, MetricSpec, Regime, TrainRun, IR_VERSION};
+use salient_ir::{DataKind, Experiment, MetricSpec, Regime, TrainRun, IR_VERSION};
 use salient_nn::Network;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -36,8 +36,8 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Train again even when a matching checkpoint exists.
     pub retrain: bool,
-    /// Run only the runs whose id contains one of these strings (all runs when empty); the
-    /// rows of the other runs already in the output directory are kept.
+    /// Run only the runs these exact ids or glob patterns select ([`select_runs`]; all runs
+    /// when empty); the rows of the other runs already in the output directory are kept.
     pub only: Vec<String>,
     /// Set by the Ctrl-C handler; checked at every step.
     pub interrupt: Arc<AtomicBool>,
@@ -397,26 +397,137 @@ fn train_eps_row(run: &TrainRun) -> Option<ResultRow> {
     Some(row)
 }
 
-/// Ids of the runs `only` selects: those whose id contains one of its strings (all when it is
-/// empty). A string that matches no run is an error listing the run ids.
+/// Ids of the runs `only` selects, in the spec's order (all when it is empty). Each entry is an
+/// exact run id or a glob pattern over the ids (`*`, `?`, `[...]`; the `glob` crate's
+/// [`glob::Pattern`]): `seed1` selects the run `seed1` only if one has that id, `*-seed1` every
+/// run whose id ends in `-seed1` (not `-seed10`). An entry that selects no run, or is a malformed
+/// pattern, is an error listing the run ids.
 pub fn select_runs(exp: &Experiment, only: &[String]) -> Result<Vec<String>, EngineError> {
     let ids = exp.runs.iter().map(|r| r.id.clone());
     if only.is_empty() {
         return Ok(ids.collect());
     }
-    if let Some(miss) = only
-        .iter()
-        .find(|o| !exp.runs.iter().any(|r| r.id.contains(o.as_str())))
-    {
-        let all: Vec<&str> = exp.runs.iter().map(|r| r.id.as_str()).collect();
-        return Err(EngineError::NoSuchRun {
-            pattern: miss.clone(),
-            runs: all.join(", "),
-        });
+    let all = || {
+        exp.runs
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut matchers = Vec::with_capacity(only.len());
+    for o in only {
+        let exact = exp.runs.iter().any(|r| r.id == *o);
+        let pattern = if exact {
+            None
+        } else {
+            match glob::Pattern::new(o) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    return Err(EngineError::NoSuchRun {
+                        pattern: o.clone(),
+                        runs: format!("{}; not a valid glob pattern: {e}", all()),
+                    })
+                }
+            }
+        };
+        let matches = |id: &str| match &pattern {
+            None => id == o,
+            Some(p) => p.matches(id),
+        };
+        if !exp.runs.iter().any(|r| matches(&r.id)) {
+            return Err(EngineError::NoSuchRun {
+                pattern: o.clone(),
+                runs: all(),
+            });
+        }
+        matchers.push((o.clone(), pattern));
     }
     Ok(ids
-        .filter(|id| only.iter().any(|o| id.contains(o.as_str())))
+        .filter(|id| {
+            matchers.iter().any(|(o, p)| match p {
+                None => id == o,
+                Some(p) => p.matches(id),
+            })
+        })
         .collect())
+}
+
+/// One share of a grid split over `count` processes (a Slurm array task, a Kubernetes indexed
+/// job's pod): `index` in `0..count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Task {
+    /// A task, or an error in words when `count` is 0 or `index` is not below it.
+    pub fn new(index: usize, count: usize) -> Result<Task, String> {
+        if count == 0 {
+            return Err("--tasks must be at least 1".to_string());
+        }
+        if index >= count {
+            return Err(format!(
+                "task index {index} is out of range for {count} task(s) (indices 0..{})",
+                count - 1
+            ));
+        }
+        Ok(Task { index, count })
+    }
+}
+
+/// The estimated cost of training a run, for balancing tasks: epochs x training examples x
+/// passes per step (1, plus the inner attack's steps for adversarial and combined training, the
+/// saliency pass of SGT, the dual steps of lp_dual, the noisy pass of sensitivity). Evaluation
+/// is the same for every run of a spec and is left out.
+pub fn run_cost(exp: &Experiment, run: &TrainRun) -> f64 {
+    let passes = 1 + match &run.regime.regime {
+        Regime::Standard => 0,
+        Regime::Sgt(_) => 1,
+        Regime::Adversarial(p) => p.attack.steps,
+        Regime::Combined(p) => p.attack.steps + 1,
+        Regime::LpDual(p) => p.steps,
+        Regime::Sensitivity(p) => 1 + usize::from(p.adversarial),
+    };
+    // The training set's size as the spec declares it (the files are not read here): the
+    // standard sizes of MNIST-like sets (60,000) and CIFAR-10 batches (10,000 per file).
+    let declared = match &exp.data.kind {
+        DataKind::Synthetic { train, .. } => *train,
+        DataKind::Cifar10 { train_files, .. } => 10_000 * train_files.len(),
+        DataKind::Mnist | DataKind::FashionMnist | DataKind::Idx => 60_000,
+    };
+    let examples = exp.data.train.map_or(declared, |t| t.min(declared)).max(1);
+    run.train.epochs as f64 * examples as f64 * passes as f64
+}
+
+/// The runs of `ids` (in the spec's order) that task `task` trains: a greedy
+/// longest-processing-time assignment by [`run_cost`] (runs by decreasing cost, ties in the
+/// spec's order, each to the task with the least cost so far, ties to the lowest index). Every
+/// process computes the same assignment from the same spec, so the tasks' shares are disjoint
+/// and together cover `ids`.
+pub fn task_share(exp: &Experiment, ids: &[String], task: Task) -> Vec<String> {
+    let cost = |id: &String| {
+        exp.runs
+            .iter()
+            .find(|r| r.id == *id)
+            .map_or(1.0, |r| run_cost(exp, r))
+    };
+    let mut by_cost: Vec<(usize, f64)> = ids.iter().map(cost).enumerate().collect();
+    by_cost.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let mut load = vec![0.0f64; task.count];
+    let mut mine = vec![false; ids.len()];
+    for (i, c) in by_cost {
+        let t = (0..task.count)
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .unwrap_or(0);
+        load[t] += c;
+        mine[i] = t == task.index;
+    }
+    ids.iter()
+        .zip(mine)
+        .filter(|(_, m)| *m)
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
