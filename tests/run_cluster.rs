@@ -60,7 +60,10 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
     assert_eq!(o.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("1 run(s) failed"), "{stderr}");
     let bad = "net-standard-lr1e6-seed0";
-    assert!(stderr.contains(bad) && stderr.contains("diverged"), "{stderr}");
+    assert!(
+        stderr.contains(bad) && stderr.contains("diverged"),
+        "{stderr}"
+    );
     let rows = result_rows(&out);
     let ids: Vec<&str> = {
         let mut v: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -77,7 +80,11 @@ fn a_diverging_run_is_recorded_and_the_others_finish() {
             rows.iter().any(|r| r.0 == id && r.1 == "clean_accuracy"),
             "{id} finished: {rows:?}"
         );
-        assert!(out.join("runs").join(id).join("model.safetensors").is_file());
+        assert!(out
+            .join("runs")
+            .join(id)
+            .join("model.safetensors")
+            .is_file());
         assert!(!rows.iter().any(|r| r.0 == id && r.1 == "failed"));
     }
     let bad_rows: Vec<_> = rows.iter().filter(|r| r.0 == bad).collect();
@@ -119,7 +126,13 @@ fn result_ids(out: &Path) -> Vec<String> {
 
 fn run_ids_of(spec: &Path) -> Vec<(String, f64)> {
     let o = salient()
-        .args(["check", "--format", "json", "--runs", spec.to_str().unwrap()])
+        .args([
+            "check",
+            "--format",
+            "json",
+            "--runs",
+            spec.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -146,7 +159,11 @@ fn only_selects_exact_ids_and_glob_patterns() {
     let ids: Vec<String> = run_ids_of(&spec).into_iter().map(|r| r.0).collect();
     assert_eq!(
         ids,
-        ["net-standard-seed1", "net-standard-seed10", "net-standard-seed11"]
+        [
+            "net-standard-seed1",
+            "net-standard-seed10",
+            "net-standard-seed11"
+        ]
     );
 
     // A substring is no longer a selection: a usage error listing the ids.
@@ -166,7 +183,10 @@ fn only_selects_exact_ids_and_glob_patterns() {
     let out2 = dir.path().join("o2");
     let o = run(&spec, &out2, &["--only", "net-standard-seed11,*-seed1[0]"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(result_ids(&out2), ["net-standard-seed10", "net-standard-seed11"]);
+    assert_eq!(
+        result_ids(&out2),
+        ["net-standard-seed10", "net-standard-seed11"]
+    );
 
     let o = run(&spec, &out2, &["--only", "*-seed2*"]);
     assert_eq!(o.status.code(), Some(2));
@@ -213,10 +233,17 @@ fn tasks_split_the_grid_into_disjoint_shares_balanced_by_cost() {
     let c = dir.path().join("c");
     let o = {
         let mut cmd = salient();
-        cmd.args(["run", spec.to_str().unwrap(), "--quiet", "--tasks", "7", "--out"])
-            .arg(&c)
-            .env("JOB_COMPLETION_INDEX", "6")
-            .env_remove("SLURM_ARRAY_TASK_ID");
+        cmd.args([
+            "run",
+            spec.to_str().unwrap(),
+            "--quiet",
+            "--tasks",
+            "7",
+            "--out",
+        ])
+        .arg(&c)
+        .env("JOB_COMPLETION_INDEX", "6")
+        .env_remove("SLURM_ARRAY_TASK_ID");
         cmd.output().unwrap()
     };
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -226,4 +253,161 @@ fn tasks_split_the_grid_into_disjoint_shares_balanced_by_cost() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("out of range"), "{stderr}");
+}
+
+/// Three runs (seeds 0..2), long enough that processes started together overlap.
+const SHARED: &str = r#"
+experiment cluster_shared
+data synthetic { shape = (1, 6, 6)  classes = 3  train = 480  test = 96  noise = 0.2  seed = 7 }
+model net { flatten dense(out = 3) }
+train { optimizer = sgd  lr = 0.05  epochs = EPOCHS  batch = 16  seed = [0, 1, 2] }
+regime standard
+attack fgsm { eps = 0.1 }
+"#;
+
+fn spawn_run(spec: &Path, out: &Path, only: &str) -> std::process::Child {
+    salient()
+        .args(["run", spec.to_str().unwrap(), "--quiet", "--out"])
+        .arg(out)
+        .args(["--only", only])
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Lines of a CSV file, header dropped.
+fn data_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn concurrent_processes_on_one_folder_lose_and_duplicate_no_row() {
+    let ids = [
+        "net-standard-seed0",
+        "net-standard-seed1",
+        "net-standard-seed2",
+    ];
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(dir.path(), "shared.exp", &SHARED.replace("EPOCHS", "6"));
+        let out = dir.path().join("out");
+        let children: Vec<_> = ids.iter().map(|id| spawn_run(&spec, &out, id)).collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(
+                o.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(String::from_utf8_lossy(&o.stdout).contains("trained 1 run(s)"));
+        }
+        // The merged files hold every row of every run's own files, once, in the spec's order.
+        for file in ["results.csv", "training.csv"] {
+            let merged = data_lines(&out.join(file));
+            let mut expected = Vec::new();
+            for id in ids {
+                let own = data_lines(&out.join("runs").join(id).join(file));
+                assert!(!own.is_empty(), "round {round}: {id} has no {file}");
+                expected.extend(own);
+            }
+            assert_eq!(merged, expected, "round {round}: {file}");
+        }
+        let rows = result_rows(&out);
+        for id in ids {
+            let clean = rows
+                .iter()
+                .filter(|r| r.0 == id && r.1 == "clean_accuracy")
+                .count();
+            assert_eq!(clean, 1, "round {round}: {id}");
+            assert!(!out.join("runs").join(id).join("lock").exists());
+        }
+        assert!(!out.join(".merge.lock").exists());
+        assert_eq!(data_lines(&out.join("training.csv")).len(), 3 * 6);
+        if round == 0 {
+            // `salient report` rebuilds the merged files from the runs' own files.
+            let before = std::fs::read_to_string(out.join("results.csv")).unwrap();
+            std::fs::write(out.join("results.csv"), "").unwrap();
+            let o = salient()
+                .args(["report", "--quiet"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                std::fs::read_to_string(out.join("results.csv")).unwrap(),
+                before
+            );
+        }
+    }
+}
+
+#[test]
+fn a_locked_run_is_skipped_and_a_stale_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), "shared.exp", &SHARED.replace("EPOCHS", "150"));
+    let out = dir.path().join("out");
+    let id = "net-standard-seed0";
+    let lock = out.join("runs").join(id).join("lock");
+    let first = spawn_run(&spec, &out, id);
+    let started = std::time::Instant::now();
+    while !lock.exists() {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the first process never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let holder = std::fs::read_to_string(&lock).unwrap();
+    assert!(holder.contains(&format!("pid={}", first.id())), "{holder}");
+    let second = run(&spec, &out, &["--only", id]);
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("trained 1 run(s)"));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!("skipped {id}: locked by another process")),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&second.stdout).contains("trained 0 run(s), reused 0"));
+    assert!(!lock.exists(), "the lock is removed when the run finishes");
+    assert_eq!(data_lines(&out.join("training.csv")).len(), 150);
+
+    // A lock left by a dead process on this host is taken over (pid beyond Linux's pid_max).
+    if Path::new("/proc/self").exists() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let curve = std::fs::read_to_string(out.join("training.csv")).unwrap();
+        std::fs::write(&lock, format!("pid=4194305 host={} since=0\n", host.trim())).unwrap();
+        let o = run(&spec, &out, &["--only", id]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("reused 1"),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(!lock.exists());
+        // The reused run's curve comes back from run.json with the same floats.
+        assert_eq!(
+            std::fs::read_to_string(out.join("training.csv")).unwrap(),
+            curve
+        );
+    } else {
+        panic!("this test needs Linux's /proc to make a lock whose process is dead");
+    }
 }

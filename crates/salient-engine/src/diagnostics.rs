@@ -698,23 +698,24 @@ pub fn probe_determinism<D: Device<f32>>(
 
 /// Write `diagnostics.csv` (temp file + rename): the header, then one row per finding.
 pub fn write_csv(path: &Path, findings: &[Finding]) -> Result<(), EngineError> {
-    let tmp = path.with_extension("csv.tmp");
     let err = |e: csv::Error| EngineError::Results {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    // A temporary file of its own (processes sharing the folder each write one).
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EngineError::io(dir, e))?;
     {
         let mut w = csv::WriterBuilder::new()
             .has_headers(false)
-            .from_path(&tmp)
-            .map_err(err)?;
+            .from_writer(tmp.as_file());
         w.write_record(CSV_HEADER).map_err(err)?;
         for f in findings {
             w.serialize(f).map_err(err)?;
         }
-        w.flush().map_err(|e| EngineError::io(&tmp, e))?;
+        w.flush().map_err(|e| EngineError::io(tmp.path(), e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))
+    crate::results::persist(tmp, path)
 }
 
 /// Read a `diagnostics.csv` back (missing file: no findings).

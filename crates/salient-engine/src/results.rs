@@ -1,108 +1,205 @@
 //! Tidy results: `results.csv` (one row per run, metric and, where it applies, attack, eps and
-//! class) and `training.csv` (one row per run and epoch). Both are rewritten atomically after
-//! every finished run, so a killed run never leaves a torn file and never loses finished work.
+//! class) and `training.csv` (one row per run and epoch).
 //!
-//! A run directory may be filled by several invocations (`salient run --only ...`): the rows of
-//! the runs an invocation does not evaluate are read back from the existing files and kept, and
-//! every flush writes the rows in the spec's order of runs.
+//! Each run owns its results: when it finishes (or fails), its rows and curve are written to
+//! `runs/<run-id>/results.csv` and `runs/<run-id>/training.csv`, each atomically (a temporary
+//! file in the same folder, renamed over the old one). The top-level `results.csv` and
+//! `training.csv` are then a merge: the files of every run of the spec that has them, in the
+//! spec's order of runs, rebuilt under a merge lock (`.merge.lock`) after every finished run. So
+//! any number of processes sharing one output folder (`salient run --only ...`, `--task I
+//! --tasks N`) never lose or duplicate a row: whichever merges last reads every run's file.
+//! Rows of runs that are not in the spec are not merged.
+//!
+//! Folders written before runs owned their results have no per-run files: a run of the spec
+//! without `runs/<id>/results.csv` keeps its rows from the existing top-level file.
 use crate::error::EngineError;
 use crate::train::EpochLog;
 use salient_ir::TrainRun;
 use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use salient_ir::results::{CurveRow, ResultRow};
 
-/// Accumulates rows and rewrites the CSV files in `dir`.
-pub struct Results {
-    dir: PathBuf,
+/// The merged files in the output folder, and each run's own files in `runs/<id>/`.
+pub const RESULTS_FILE: &str = "results.csv";
+pub const TRAINING_FILE: &str = "training.csv";
+/// Held while a process rebuilds the merged files.
+pub const MERGE_LOCK: &str = ".merge.lock";
+/// A merge lock older than this is left by a killed process and is taken over (a merge of
+/// 10,000 runs takes well under a second).
+pub const MERGE_LOCK_STALE: Duration = Duration::from_secs(120);
+
+/// The training curve rows of a run.
+pub fn curve_rows(run: &TrainRun, log: &[EpochLog]) -> Vec<CurveRow> {
+    log.iter()
+        .map(|e| CurveRow {
+            run: run.id.clone(),
+            model: run.model.clone(),
+            regime: run.regime.label.clone(),
+            seed: run.train.seed,
+            epoch: e.epoch,
+            loss: e.loss,
+            train_accuracy: e.train_accuracy,
+            test_accuracy: e.test_accuracy,
+            lr: e.lr,
+            seconds: e.seconds,
+            images_per_second: e.images_per_second,
+        })
+        .collect()
+}
+
+/// Write one run's rows and curve into its folder `run_dir` (`runs/<id>/`), each file
+/// atomically.
+pub fn write_run(
+    run_dir: &Path,
+    rows: &[ResultRow],
+    curves: &[CurveRow],
+) -> Result<(), EngineError> {
+    std::fs::create_dir_all(run_dir).map_err(|e| EngineError::io(run_dir, e))?;
+    write_csv(&run_dir.join(RESULTS_FILE), rows)?;
+    write_csv(&run_dir.join(TRAINING_FILE), curves)
+}
+
+/// Every merged row, in the spec's order of runs.
+#[derive(Debug, Default)]
+pub struct Merged {
     pub rows: Vec<ResultRow>,
     pub curves: Vec<CurveRow>,
-    /// Run ids in the spec's order: flushes sort rows by it (unknown runs last).
-    order: Vec<String>,
 }
 
-impl Results {
-    pub fn new(dir: &Path) -> Self {
-        Results {
-            dir: dir.to_path_buf(),
-            rows: Vec::new(),
-            curves: Vec::new(),
-            order: Vec::new(),
+/// Read the rows of the runs in `order` (the spec's run ids, in order): each run's own files
+/// where it has them, else (a folder from before per-run files) its rows in the top-level
+/// files. Linear in the number of rows. Writes nothing.
+pub fn collect(out_dir: &Path, order: &[String]) -> Result<Merged, EngineError> {
+    let runs = out_dir.join("runs");
+    let own = |id: &str, file: &str| runs.join(id).join(file);
+    let mut legacy_rows: HashMap<String, Vec<ResultRow>> = HashMap::new();
+    let mut legacy_curves: HashMap<String, Vec<CurveRow>> = HashMap::new();
+    if order.iter().any(|id| !own(id, RESULTS_FILE).is_file()) {
+        let path = out_dir.join(RESULTS_FILE);
+        if path.is_file() {
+            for r in read_csv::<ResultRow>(&path)? {
+                legacy_rows.entry(r.run.clone()).or_default().push(r);
+            }
+        }
+        let path = out_dir.join(TRAINING_FILE);
+        if path.is_file() {
+            for r in read_csv::<CurveRow>(&path)? {
+                legacy_curves.entry(r.run.clone()).or_default().push(r);
+            }
         }
     }
-
-    /// Start from the rows already in `dir` that belong to the runs in `keep` (runs of the
-    /// spec that this invocation will not evaluate again); `order` is the spec's order of runs.
-    /// Missing files are no rows; a file that cannot be read is an error naming it.
-    pub fn resume(dir: &Path, order: Vec<String>, keep: &[String]) -> Result<Self, EngineError> {
-        let mut out = Results::new(dir);
-        out.order = order;
-        if keep.is_empty() {
-            return Ok(out);
-        }
-        let kept = |run: &str| keep.iter().any(|k| k == run);
-        let results = dir.join("results.csv");
-        if results.is_file() {
-            out.rows = read_results(&results)?
-                .into_iter()
-                .filter(|r| kept(&r.run))
-                .collect();
-        }
-        let training = dir.join("training.csv");
-        if training.is_file() {
-            out.curves = read_csv::<CurveRow>(&training)?
-                .into_iter()
-                .filter(|r| kept(&r.run))
-                .collect();
-        }
-        Ok(out)
-    }
-
-    pub fn add_curve(&mut self, run: &TrainRun, log: &[EpochLog]) {
-        for e in log {
-            self.curves.push(CurveRow {
-                run: run.id.clone(),
-                model: run.model.clone(),
-                regime: run.regime.label.clone(),
-                seed: run.train.seed,
-                epoch: e.epoch,
-                loss: e.loss,
-                train_accuracy: e.train_accuracy,
-                test_accuracy: e.test_accuracy,
-                lr: e.lr,
-                seconds: e.seconds,
-                images_per_second: e.images_per_second,
-            });
+    let mut out = Merged::default();
+    for id in order {
+        let path = own(id, RESULTS_FILE);
+        if path.is_file() {
+            out.rows.extend(read_csv::<ResultRow>(&path)?);
+            let path = own(id, TRAINING_FILE);
+            if path.is_file() {
+                out.curves.extend(read_csv::<CurveRow>(&path)?);
+            }
+        } else {
+            out.rows.extend(legacy_rows.remove(id).unwrap_or_default());
+            out.curves
+                .extend(legacy_curves.remove(id).unwrap_or_default());
         }
     }
+    Ok(out)
+}
 
-    /// Rewrite `results.csv` and `training.csv` (temp file + rename), rows in the spec's order
-    /// of runs (a stable sort: each run's rows keep their order).
-    pub fn flush(&mut self) -> Result<(), EngineError> {
-        let order = &self.order;
-        let rank = |run: &str| order.iter().position(|r| r == run).unwrap_or(order.len());
-        self.rows.sort_by_key(|r| rank(&r.run));
-        self.curves.sort_by_key(|r| rank(&r.run));
-        write_csv(&self.dir.join("results.csv"), &self.rows)?;
-        write_csv(&self.dir.join("training.csv"), &self.curves)
+/// Rebuild `results.csv` and `training.csv` in `out_dir` from the runs in `order` ([`collect`])
+/// under the merge lock, each file atomically, and return the merged rows.
+pub fn merge(out_dir: &Path, order: &[String]) -> Result<Merged, EngineError> {
+    let _lock = MergeLock::acquire(out_dir)?;
+    let merged = collect(out_dir, order)?;
+    write_csv(&out_dir.join(RESULTS_FILE), &merged.rows)?;
+    write_csv(&out_dir.join(TRAINING_FILE), &merged.curves)?;
+    Ok(merged)
+}
+
+/// `out_dir/.merge.lock`, created exclusively (O_EXCL), removed on drop.
+struct MergeLock {
+    path: PathBuf,
+}
+
+impl MergeLock {
+    fn acquire(out_dir: &Path) -> Result<Self, EngineError> {
+        let path = out_dir.join(MERGE_LOCK);
+        let started = Instant::now();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let _ = writeln!(f, "pid={}", std::process::id());
+                    return Ok(MergeLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok());
+                    if age.is_some_and(|a| a > MERGE_LOCK_STALE) {
+                        // Left by a killed process: take it over.
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if started.elapsed() > 2 * MERGE_LOCK_STALE {
+                        return Err(EngineError::Results {
+                            path,
+                            reason: "another process has held the merge lock for minutes; remove the file if no salient process uses this folder".to_string(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(EngineError::io(&path, e)),
+            }
+        }
     }
 }
 
-fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
-    let tmp = path.with_extension("csv.tmp");
+impl Drop for MergeLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Write `rows` to `path` atomically: a temporary file in the same folder, renamed over `path`.
+pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let err = |e: csv::Error| EngineError::Results {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EngineError::io(dir, e))?;
     {
-        let mut w = csv::Writer::from_path(&tmp).map_err(err)?;
+        let mut w = csv::Writer::from_writer(std::io::BufWriter::new(tmp.as_file()));
         for r in rows {
             w.serialize(r).map_err(err)?;
         }
-        w.flush().map_err(|e| EngineError::io(&tmp, e))?;
+        w.flush().map_err(|e| EngineError::io(tmp.path(), e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| EngineError::io(path, e))
+    persist(tmp, path)
+}
+
+/// Rename a finished temporary file over `path`, readable by others as a plainly written file
+/// is (a temporary file is created private).
+pub(crate) fn persist(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), EngineError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| EngineError::io(tmp.path(), e))?;
+    }
+    tmp.persist(path)
+        .map_err(|e| EngineError::io(path, e.error))?;
+    Ok(())
 }
 
 /// Read a `results.csv` back (for reports and tests).

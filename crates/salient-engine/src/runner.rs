@@ -7,9 +7,9 @@ use crate::eval;
 use crate::interpret;
 use crate::progress::RunProgress;
 use crate::regime;
-use crate::results::{ResultRow, Results};
+use crate::results::{self, ResultRow};
 use crate::robustness;
-use crate::store::{run_key, RunRecord, Store};
+use crate::store::{run_key, Lock, RunRecord, Store};
 use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
 use salient_data::Splits;
@@ -147,8 +147,9 @@ fn run_on<D: Device<f32>>(
         .filter(|id| !selected.contains(id))
         .cloned()
         .collect();
-    let mut results = Results::resume(&opts.out_dir, order, &keep)?;
-    let mut diag = diagnostics::Ledger::resume(&opts.out_dir, exp, &results.rows, &keep)?;
+    let before = results::collect(&opts.out_dir, &order)?;
+    let mut diag = diagnostics::Ledger::resume(&opts.out_dir, exp, &before.rows, &keep)?;
+    drop(before);
     let mut report = RunReport {
         out_dir: opts.out_dir.clone(),
         not_run: unsupported_parts(exp),
@@ -156,7 +157,19 @@ fn run_on<D: Device<f32>>(
     };
     let channel_mean = splits.train.channel_mean();
     for run in exp.runs.iter().filter(|r| selected.contains(&r.id)) {
-        let failed_file = store.dir(run).join(FAILED_FILE);
+        // One process trains a run at a time; the lock goes when this iteration ends.
+        let _lock = match store.lock(run)? {
+            Lock::Acquired(l) => l,
+            Lock::Held(holder) => {
+                report.skipped.push((
+                    run.id.clone(),
+                    format!("locked by another process ({holder}); it is training this run"),
+                ));
+                continue;
+            }
+        };
+        let run_dir = store.dir(run);
+        let failed_file = run_dir.join(FAILED_FILE);
         let ctx = RunContext {
             exp,
             splits,
@@ -167,15 +180,14 @@ fn run_on<D: Device<f32>>(
         match run_one(&ctx, run, &make_device, &mut report) {
             Ok(None) => {}
             Ok(Some(done)) => {
+                results::write_run(&run_dir, &done.rows, &results::curve_rows(run, &done.log))?;
                 // A run that failed before and now finished is no longer failed.
                 if failed_file.exists() {
                     std::fs::remove_file(&failed_file)
                         .map_err(|e| EngineError::io(&failed_file, e))?;
                 }
-                results.rows.extend(done.rows);
-                results.add_curve(run, &done.log);
-                results.flush()?;
-                for f in diag.add_run(&results.rows, exp, &run.id, Some(done.determinism)) {
+                results::merge(&opts.out_dir, &order)?;
+                for f in diag.add_run(&done.rows, exp, &run.id, Some(done.determinism)) {
                     match opts.quiet {
                         true => eprintln!("{}", diagnostics::warning_line(&f)),
                         false => done.progress.note(&diagnostics::warning_line(&f)),
@@ -185,7 +197,7 @@ fn run_on<D: Device<f32>>(
             }
             // Ctrl-C stops everything; finished runs are kept.
             Err(EngineError::Interrupted) => {
-                results.flush()?;
+                results::merge(&opts.out_dir, &order)?;
                 diag.flush()?;
                 return Err(EngineError::Interrupted);
             }
@@ -193,18 +205,17 @@ fn run_on<D: Device<f32>>(
             Err(e) => {
                 let reason = error_chain(&e);
                 eprintln!("run {} failed: {reason}", run.id);
-                let dir = store.dir(run);
-                std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
                 write_file(&failed_file, &format!("{reason}\n"))?;
-                results.rows.push(ResultRow::new(run, FAILED, 1.0));
-                results.flush()?;
+                results::write_run(&run_dir, &[ResultRow::new(run, FAILED, 1.0)], &[])?;
+                results::merge(&opts.out_dir, &order)?;
                 report.failed.push((run.id.clone(), reason));
             }
         }
     }
-    results.flush()?;
+    // Also picks up the runs other processes finished meanwhile.
+    let merged = results::merge(&opts.out_dir, &order)?;
     diag.flush()?;
-    report.rows = results.rows;
+    report.rows = merged.rows;
     report.diagnostics = diag.findings;
     Ok(report)
 }
@@ -530,6 +541,14 @@ pub fn task_share(exp: &Experiment, ids: &[String], task: Task) -> Vec<String> {
         .collect()
 }
 
+/// Write `text` to `path` atomically (a temporary file in the same folder, renamed over it), so
+/// that processes sharing the output folder never read a torn file.
 fn write_file(path: &Path, text: &str) -> Result<(), EngineError> {
-    std::fs::write(path, text).map_err(|e| EngineError::io(path, e))
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| EngineError::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EngineError::io(dir, e))?;
+    tmp.write_all(text.as_bytes())
+        .map_err(|e| EngineError::io(tmp.path(), e))?;
+    results::persist(tmp, path)
 }

@@ -14,7 +14,10 @@ use salient_nn::{checkpoint, Network};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What `run.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,12 +99,112 @@ impl Store {
             },
         )?;
         let path = dir.join("run.json");
-        let tmp = dir.join("run.json.tmp");
         let text = serde_json::to_string_pretty(record).map_err(|e| EngineError::Results {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| EngineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        tmp.write_all(text.as_bytes())
+            .map_err(|e| EngineError::io(tmp.path(), e))?;
+        crate::results::persist(tmp, &path)
     }
+
+    /// Take the run's lock `runs/<id>/lock` (created exclusively, O_EXCL: one process trains a
+    /// run at a time, also over NFS v3+), or say who holds it. A lock is stale, and taken over,
+    /// when its process is dead on this host (Linux: no `/proc/<pid>`) or it is older than
+    /// [`STALE_LOCK`] (a process killed on another host).
+    pub fn lock(&self, run: &TrainRun) -> Result<Lock, EngineError> {
+        let dir = self.dir(run);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        let path = dir.join(LOCK_FILE);
+        let host = hostname();
+        let mine = format!(
+            "pid={} host={} since={}\n",
+            std::process::id(),
+            host,
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        );
+        for attempt in 0..2 {
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(mine.as_bytes())
+                        .map_err(|e| EngineError::io(&path, e))?;
+                    return Ok(Lock::Acquired(RunLock { path }));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim().to_string();
+                    if attempt == 0 && lock_is_stale(&path, &holder, &host) {
+                        // Another process may take it over at the same moment: only one of
+                        // the two exclusive creations that follow succeeds.
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    return Ok(Lock::Held(holder));
+                }
+                Err(e) => return Err(EngineError::io(&path, e)),
+            }
+        }
+        Ok(Lock::Held(String::new()))
+    }
+}
+
+/// The lock file in `runs/<id>/`.
+pub const LOCK_FILE: &str = "lock";
+/// A lock older than this is taken over even when its host is another machine.
+pub const STALE_LOCK: Duration = Duration::from_secs(48 * 3600);
+
+/// The outcome of [`Store::lock`].
+#[derive(Debug)]
+pub enum Lock {
+    Acquired(RunLock),
+    /// Held by another live process: `pid=.. host=.. since=..` (as the lock file says).
+    Held(String),
+}
+
+/// A held run lock; the file is removed when it is dropped (the run finished, failed or was
+/// interrupted).
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_is_stale(path: &Path, holder: &str, host: &str) -> bool {
+    let field = |key: &str| {
+        holder
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    if field("host").as_deref() == Some(host) && Path::new("/proc/self").exists() {
+        if let Some(pid) = field("pid").and_then(|p| p.parse::<u32>().ok()) {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                return true;
+            }
+        }
+    }
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
+    age.is_some_and(|a| a > STALE_LOCK)
+}
+
+/// This machine's name (Linux: the kernel's hostname; else `HOSTNAME`; else `unknown`).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }

@@ -166,29 +166,31 @@ fn divergence_names_the_run_epoch_and_step() {
         .replace("seed = [0, 1]", "seed = 0");
     let exp = experiment(&src);
     let dir = tempfile::tempdir().unwrap();
-    match run(&exp, &src, &opts(dir.path())) {
-        Err(EngineError::Diverged {
-            run,
-            epoch,
-            step,
-            loss,
-        }) => {
-            assert_eq!(run, "net-standard-seed0");
-            assert!(epoch >= 1 && step >= 1);
-            assert!(!loss.is_finite() || loss > 1e4);
-            let msg = EngineError::Diverged {
-                run,
-                epoch,
-                step,
-                loss,
-            }
-            .to_string();
-            assert!(msg.contains("epoch") && msg.contains("step"), "{msg}");
-        }
-        other => panic!(
-            "expected a divergence error, got {:?}",
-            other.map(|r| r.trained)
-        ),
+    // The divergence stays local to its run (issue #14): recorded as failed, not an error of
+    // the whole command.
+    let report = match run(&exp, &src, &opts(dir.path())) {
+        Ok(report) => report,
+        Err(e) => panic!("a diverging run is recorded, not an error of the command: {e}"),
+    };
+    assert_eq!(
+        report.failed.len() + report.trained.len(),
+        exp.runs.len(),
+        "every run is trained or failed: {:?}",
+        report.failed
+    );
+    assert_eq!(report.failed[0].0, "net-standard-seed0");
+    let rows = read_results(&dir.path().join("results.csv")).unwrap();
+    for (run_id, msg) in &report.failed {
+        assert!(
+            msg.starts_with(&format!("run `{run_id}` diverged at epoch ")) && msg.contains("step"),
+            "{msg}"
+        );
+        let mine: Vec<_> = rows.iter().filter(|r| &r.run == run_id).collect();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!((mine[0].metric.as_str(), mine[0].value), ("failed", 1.0));
+        let why = std::fs::read_to_string(dir.path().join("runs").join(run_id).join("failed.txt"))
+            .unwrap();
+        assert_eq!(why.trim(), msg);
     }
 }
 
