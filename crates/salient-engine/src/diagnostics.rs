@@ -758,7 +758,9 @@ impl Ledger {
         keep: &[String],
     ) -> Result<Self, EngineError> {
         let path = dir.join("diagnostics.csv");
-        let kept = |run: &str| keep.iter().any(|k| k == run);
+        // A set: linear in the rows for grids of thousands of runs.
+        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
+        let kept = |run: &str| keep.contains(run);
         let rows: Vec<ResultRow> = kept_rows.iter().filter(|r| kept(&r.run)).cloned().collect();
         let mut findings = diagnose_rows(&rows, exp);
         if !keep.is_empty() {

@@ -70,54 +70,156 @@ pub struct Merged {
     pub curves: Vec<CurveRow>,
 }
 
+/// Identifies one version of a file: a rewrite is a new file renamed into place, so its inode
+/// (Unix), size or modification time differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode,
+    })
+}
+
+/// Merges the runs' own files into the top-level ones. Keeps what it read, keyed by each
+/// file's [`Stamp`], so a merge after every run of a long grid re-reads only the files that
+/// changed (a stat per file) and its cost is linear in the rows written.
+pub struct Merger {
+    out_dir: PathBuf,
+    /// The spec's run ids, in order.
+    order: Vec<String>,
+    rows: HashMap<String, (Stamp, Vec<ResultRow>)>,
+    curves: HashMap<String, (Stamp, Vec<CurveRow>)>,
+    /// Rows of the top-level files (read once) for runs without files of their own: folders
+    /// written before runs owned their results.
+    legacy: Option<(
+        HashMap<String, Vec<ResultRow>>,
+        HashMap<String, Vec<CurveRow>>,
+    )>,
+}
+
+impl Merger {
+    pub fn new(out_dir: &Path, order: Vec<String>) -> Self {
+        Merger {
+            out_dir: out_dir.to_path_buf(),
+            order,
+            rows: HashMap::new(),
+            curves: HashMap::new(),
+            legacy: None,
+        }
+    }
+
+    /// Bring the cache up to date with the files on disk.
+    fn refresh(&mut self) -> Result<(), EngineError> {
+        let runs = self.out_dir.join("runs");
+        let mut missing = false;
+        for id in &self.order {
+            let dir = runs.join(id);
+            missing |= !refresh_one(&mut self.rows, id, &dir.join(RESULTS_FILE))?;
+            refresh_one(&mut self.curves, id, &dir.join(TRAINING_FILE))?;
+        }
+        if missing && self.legacy.is_none() {
+            let mut rows: HashMap<String, Vec<ResultRow>> = HashMap::new();
+            let mut curves: HashMap<String, Vec<CurveRow>> = HashMap::new();
+            let path = self.out_dir.join(RESULTS_FILE);
+            if path.is_file() {
+                for r in read_csv::<ResultRow>(&path)? {
+                    rows.entry(r.run.clone()).or_default().push(r);
+                }
+            }
+            let path = self.out_dir.join(TRAINING_FILE);
+            if path.is_file() {
+                for r in read_csv::<CurveRow>(&path)? {
+                    curves.entry(r.run.clone()).or_default().push(r);
+                }
+            }
+            self.legacy = Some((rows, curves));
+        }
+        Ok(())
+    }
+
+    /// The rows of the runs in the spec's order: each run's own files where it has them, else
+    /// its rows in the top-level files as they were first read.
+    fn each(&self) -> impl Iterator<Item = (&[ResultRow], &[CurveRow])> {
+        self.order.iter().map(move |id| match self.rows.get(id) {
+            Some((_, rows)) => (
+                rows.as_slice(),
+                self.curves.get(id).map_or(&[][..], |c| c.1.as_slice()),
+            ),
+            None => match &self.legacy {
+                Some((rows, curves)) => (
+                    rows.get(id).map_or(&[][..], Vec::as_slice),
+                    curves.get(id).map_or(&[][..], Vec::as_slice),
+                ),
+                None => (&[][..], &[][..]),
+            },
+        })
+    }
+
+    /// Read every run's rows (see [`collect`]). Writes nothing.
+    pub fn collect(&mut self) -> Result<Merged, EngineError> {
+        self.refresh()?;
+        let mut out = Merged::default();
+        for (rows, curves) in self.each() {
+            out.rows.extend_from_slice(rows);
+            out.curves.extend_from_slice(curves);
+        }
+        Ok(out)
+    }
+
+    /// Rebuild `results.csv` and `training.csv` (see [`merge`]).
+    pub fn merge(&mut self) -> Result<(), EngineError> {
+        let _lock = MergeLock::acquire(&self.out_dir)?;
+        self.refresh()?;
+        write_csv_iter(
+            &self.out_dir.join(RESULTS_FILE),
+            self.each().flat_map(|(r, _)| r.iter()),
+        )?;
+        write_csv_iter(
+            &self.out_dir.join(TRAINING_FILE),
+            self.each().flat_map(|(_, c)| c.iter()),
+        )
+    }
+}
+
+/// Re-read `path` into `cache[id]` if it changed; false when the file does not exist.
+fn refresh_one<T: serde::de::DeserializeOwned>(
+    cache: &mut HashMap<String, (Stamp, Vec<T>)>,
+    id: &str,
+    path: &Path,
+) -> Result<bool, EngineError> {
+    let Some(now) = stamp(path) else {
+        cache.remove(id);
+        return Ok(false);
+    };
+    if cache.get(id).map_or(true, |(was, _)| *was != now) {
+        cache.insert(id.to_string(), (now, read_csv(path)?));
+    }
+    Ok(true)
+}
+
 /// Read the rows of the runs in `order` (the spec's run ids, in order): each run's own files
 /// where it has them, else (a folder from before per-run files) its rows in the top-level
 /// files. Linear in the number of rows. Writes nothing.
 pub fn collect(out_dir: &Path, order: &[String]) -> Result<Merged, EngineError> {
-    let runs = out_dir.join("runs");
-    let own = |id: &str, file: &str| runs.join(id).join(file);
-    let mut legacy_rows: HashMap<String, Vec<ResultRow>> = HashMap::new();
-    let mut legacy_curves: HashMap<String, Vec<CurveRow>> = HashMap::new();
-    if order.iter().any(|id| !own(id, RESULTS_FILE).is_file()) {
-        let path = out_dir.join(RESULTS_FILE);
-        if path.is_file() {
-            for r in read_csv::<ResultRow>(&path)? {
-                legacy_rows.entry(r.run.clone()).or_default().push(r);
-            }
-        }
-        let path = out_dir.join(TRAINING_FILE);
-        if path.is_file() {
-            for r in read_csv::<CurveRow>(&path)? {
-                legacy_curves.entry(r.run.clone()).or_default().push(r);
-            }
-        }
-    }
-    let mut out = Merged::default();
-    for id in order {
-        let path = own(id, RESULTS_FILE);
-        if path.is_file() {
-            out.rows.extend(read_csv::<ResultRow>(&path)?);
-            let path = own(id, TRAINING_FILE);
-            if path.is_file() {
-                out.curves.extend(read_csv::<CurveRow>(&path)?);
-            }
-        } else {
-            out.rows.extend(legacy_rows.remove(id).unwrap_or_default());
-            out.curves
-                .extend(legacy_curves.remove(id).unwrap_or_default());
-        }
-    }
-    Ok(out)
+    Merger::new(out_dir, order.to_vec()).collect()
 }
 
 /// Rebuild `results.csv` and `training.csv` in `out_dir` from the runs in `order` ([`collect`])
-/// under the merge lock, each file atomically, and return the merged rows.
-pub fn merge(out_dir: &Path, order: &[String]) -> Result<Merged, EngineError> {
-    let _lock = MergeLock::acquire(out_dir)?;
-    let merged = collect(out_dir, order)?;
-    write_csv(&out_dir.join(RESULTS_FILE), &merged.rows)?;
-    write_csv(&out_dir.join(TRAINING_FILE), &merged.curves)?;
-    Ok(merged)
+/// under the merge lock, each file atomically.
+pub fn merge(out_dir: &Path, order: &[String]) -> Result<(), EngineError> {
+    Merger::new(out_dir, order.to_vec()).merge()
 }
 
 /// `out_dir/.merge.lock`, created exclusively (O_EXCL), removed on drop.
@@ -171,6 +273,13 @@ impl Drop for MergeLock {
 
 /// Write `rows` to `path` atomically: a temporary file in the same folder, renamed over `path`.
 pub(crate) fn write_csv<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), EngineError> {
+    write_csv_iter(path, rows.iter())
+}
+
+fn write_csv_iter<'a, T: Serialize + 'a>(
+    path: &Path,
+    rows: impl Iterator<Item = &'a T>,
+) -> Result<(), EngineError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let err = |e: csv::Error| EngineError::Results {
         path: path.to_path_buf(),

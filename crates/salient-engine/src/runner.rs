@@ -142,12 +142,14 @@ fn run_on<D: Device<f32>>(
     let store = Store::new(&opts.out_dir);
     let selected = select_runs(exp, &opts.only)?;
     let order: Vec<String> = exp.runs.iter().map(|r| r.id.clone()).collect();
+    let chosen: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
     let keep: Vec<String> = order
         .iter()
-        .filter(|id| !selected.contains(id))
+        .filter(|id| !chosen.contains(id.as_str()))
         .cloned()
         .collect();
-    let before = results::collect(&opts.out_dir, &order)?;
+    let mut merger = results::Merger::new(&opts.out_dir, order);
+    let before = merger.collect()?;
     let mut diag = diagnostics::Ledger::resume(&opts.out_dir, exp, &before.rows, &keep)?;
     drop(before);
     let mut report = RunReport {
@@ -156,7 +158,7 @@ fn run_on<D: Device<f32>>(
         ..Default::default()
     };
     let channel_mean = splits.train.channel_mean();
-    for run in exp.runs.iter().filter(|r| selected.contains(&r.id)) {
+    for run in exp.runs.iter().filter(|r| chosen.contains(r.id.as_str())) {
         // One process trains a run at a time; the lock goes when this iteration ends.
         let _lock = match store.lock(run)? {
             Lock::Acquired(l) => l,
@@ -186,7 +188,7 @@ fn run_on<D: Device<f32>>(
                     std::fs::remove_file(&failed_file)
                         .map_err(|e| EngineError::io(&failed_file, e))?;
                 }
-                results::merge(&opts.out_dir, &order)?;
+                merger.merge()?;
                 for f in diag.add_run(&done.rows, exp, &run.id, Some(done.determinism)) {
                     match opts.quiet {
                         true => eprintln!("{}", diagnostics::warning_line(&f)),
@@ -197,7 +199,7 @@ fn run_on<D: Device<f32>>(
             }
             // Ctrl-C stops everything; finished runs are kept.
             Err(EngineError::Interrupted) => {
-                results::merge(&opts.out_dir, &order)?;
+                merger.merge()?;
                 diag.flush()?;
                 return Err(EngineError::Interrupted);
             }
@@ -207,15 +209,15 @@ fn run_on<D: Device<f32>>(
                 eprintln!("run {} failed: {reason}", run.id);
                 write_file(&failed_file, &format!("{reason}\n"))?;
                 results::write_run(&run_dir, &[ResultRow::new(run, FAILED, 1.0)], &[])?;
-                results::merge(&opts.out_dir, &order)?;
+                merger.merge()?;
                 report.failed.push((run.id.clone(), reason));
             }
         }
     }
     // Also picks up the runs other processes finished meanwhile.
-    let merged = results::merge(&opts.out_dir, &order)?;
+    merger.merge()?;
     diag.flush()?;
-    report.rows = merged.rows;
+    report.rows = merger.collect()?.rows;
     report.diagnostics = diag.findings;
     Ok(report)
 }
@@ -517,12 +519,12 @@ pub fn run_cost(exp: &Experiment, run: &TrainRun) -> f64 {
 /// process computes the same assignment from the same spec, so the tasks' shares are disjoint
 /// and together cover `ids`.
 pub fn task_share(exp: &Experiment, ids: &[String], task: Task) -> Vec<String> {
-    let cost = |id: &String| {
-        exp.runs
-            .iter()
-            .find(|r| r.id == *id)
-            .map_or(1.0, |r| run_cost(exp, r))
-    };
+    let costs: std::collections::HashMap<&str, f64> = exp
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), run_cost(exp, r)))
+        .collect();
+    let cost = |id: &String| costs.get(id.as_str()).copied().unwrap_or(1.0);
     let mut by_cost: Vec<(usize, f64)> = ids.iter().map(cost).enumerate().collect();
     by_cost.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let mut load = vec![0.0f64; task.count];
