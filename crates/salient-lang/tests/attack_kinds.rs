@@ -1,5 +1,7 @@
 //! The attack kinds of issue #12 (APGD-T, FAB, AutoAttack, CW, DeepFool) check and lower to the
 //! IR the engine runs; their mistakes are diagnostics with the right code.
+mod common;
+
 use salient_ir::*;
 
 fn spec(attacks: &str) -> String {
@@ -19,20 +21,11 @@ metrics {{ clean_accuracy robust_accuracy }}
 }
 
 fn attacks(src: &str) -> Vec<AttackSpec> {
-    let text = spec(src);
-    let out = salient_lang::check("t.exp", &text);
-    let rendered = salient_lang::render("t.exp", &text, &out.diagnostics, false);
-    assert!(out.diagnostics.is_empty(), "{rendered}");
-    out.experiment.expect("experiment").attacks
+    common::clean(&spec(src)).attacks
 }
 
 fn codes(src: &str) -> Vec<String> {
-    let text = spec(src);
-    let out = salient_lang::check("t.exp", &text);
-    out.diagnostics
-        .iter()
-        .map(|d| format!("{:?}: {}", d.code, d.message))
-        .collect()
+    common::codes(&spec(src))
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The metric kinds of issue #13 (connectedness, ROAR, KAR) check and lower to the IR the engine
 //! runs, with their documented defaults; their mistakes are diagnostics with the right code. And
 //! every `MetricKind` lowers to the `MetricSpec` of the same name.
+mod common;
+
 use salient_ir::*;
 use salient_lang::MetricKind;
 
@@ -22,20 +24,11 @@ metrics {{ {metrics} }}
 }
 
 fn metrics(src: &str) -> Vec<MetricSpec> {
-    let text = spec(src);
-    let out = salient_lang::check("t.exp", &text);
-    let rendered = salient_lang::render("t.exp", &text, &out.diagnostics, false);
-    assert!(out.diagnostics.is_empty(), "{rendered}");
-    out.experiment.expect("experiment").metrics
+    common::clean(&spec(src)).metrics
 }
 
 fn codes(src: &str) -> Vec<String> {
-    let text = spec(src);
-    let out = salient_lang::check("t.exp", &text);
-    out.diagnostics
-        .iter()
-        .map(|d| format!("{:?}: {}", d.code, d.message))
-        .collect()
+    common::codes(&spec(src))
 }
 
 #[test]

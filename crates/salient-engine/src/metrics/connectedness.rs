@@ -126,10 +126,7 @@ impl<D: Device<f32>> Metric<D> for Connectedness {
         _: &mut Env<'_, D>,
         info: &RunInfo<'_>,
     ) -> Result<Vec<ResultRow>, EngineError> {
-        Ok(match self.values.is_empty() {
-            true => Vec::new(),
-            false => vec![super::row(info, CONNECTEDNESS, super::mean(&self.values))],
-        })
+        Ok(super::mean_row_if_any(info, CONNECTEDNESS, &self.values))
     }
 }
 

@@ -111,9 +111,6 @@ impl<D: Device<f32>> Metric<D> for MaxSensitivity {
         _: &mut Env<'_, D>,
         info: &RunInfo<'_>,
     ) -> Result<Vec<ResultRow>, EngineError> {
-        Ok(match self.values.is_empty() {
-            true => Vec::new(),
-            false => vec![super::row(info, MAX_SENSITIVITY, super::mean(&self.values))],
-        })
+        Ok(super::mean_row_if_any(info, MAX_SENSITIVITY, &self.values))
     }
 }

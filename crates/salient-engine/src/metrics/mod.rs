@@ -177,6 +177,15 @@ pub fn row(info: &RunInfo<'_>, metric: &str, value: f64) -> ResultRow {
     ResultRow::new(info.run, metric, value)
 }
 
+/// A row of `metric` with the mean of `values`, or no row when there are none (every evaluated
+/// map was all zero).
+pub fn mean_row_if_any(info: &RunInfo<'_>, metric: &str, values: &[f64]) -> Vec<ResultRow> {
+    match values.is_empty() {
+        true => Vec::new(),
+        false => vec![row(info, metric, mean(values))],
+    }
+}
+
 /// A curve row: `metric` at abscissa `point`.
 pub fn point_row(info: &RunInfo<'_>, metric: &str, point: f64, value: f64) -> ResultRow {
     let mut r = ResultRow::new(info.run, metric, value);
