@@ -24,6 +24,39 @@ pub struct Page<'a> {
     pub diagnostics: Option<&'a [crate::diagnostics::Diagnostic]>,
     /// AutoAttack's per-component breakdown (empty: no AutoAttack ran).
     pub breakdown: Vec<crate::breakdown::Breakdown>,
+    /// (run id, regime label) of every run recorded as failed (`failed` rows).
+    pub failed: Vec<(String, String)>,
+}
+
+/// The runs recorded as failed (a `failed` row: diverged, or its training or evaluation
+/// failed), in the order of the rows, each once.
+pub fn failed_runs(rows: &[salient_ir::results::ResultRow]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in rows.iter().filter(|r| r.metric == salient_ir::results::FAILED) {
+        if !out.iter().any(|(id, _)| *id == r.run) {
+            out.push((r.run.clone(), r.regime.clone()));
+        }
+    }
+    out
+}
+
+/// A highlighted section listing the failed runs (empty when none failed).
+fn failed_html(failed: &[(String, String)]) -> String {
+    if failed.is_empty() {
+        return String::new();
+    }
+    let mut h = String::from(
+        "<section class=\"diag\" id=\"failed\">\n<h2>Failed runs</h2>\n<p>These runs diverged or failed and have no other results; the reason of each is in <code>runs/&lt;run id&gt;/failed.txt</code>, and a rerun of the spec trains them again.</p>\n<ul>\n",
+    );
+    for (id, regime) in failed {
+        h.push_str(&format!(
+            "<li><code>{}</code> ({})</li>\n",
+            escape(id),
+            escape(regime)
+        ));
+    }
+    h.push_str("</ul>\n</section>\n");
+    h
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -84,10 +117,14 @@ pub fn render(page: &Page) -> String {
     ));
     h.push_str(&format!("<h1>{}</h1>\n<p class=\"sub\">salient report, regenerated from <code>results.csv</code>, <code>training.csv</code> and the saved saliency maps.</p>\n", escape(page.experiment)));
     h.push_str("<nav><a href=\"#summary\">Summary</a><a href=\"#figures\">Figures</a><a href=\"#spec\">Spec</a>");
+    if !page.failed.is_empty() {
+        h.push_str("<a href=\"#failed\">Failed runs</a>");
+    }
     if page.diagnostics.is_some() {
         h.push_str("<a href=\"#diagnostics\">Diagnostics</a>");
     }
     h.push_str("</nav>\n");
+    h.push_str(&failed_html(&page.failed));
     h.push_str(&crate::diagnostics::section_html(page.diagnostics));
 
     h.push_str("<h2 id=\"summary\">Summary</h2>\n");

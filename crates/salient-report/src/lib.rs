@@ -144,6 +144,7 @@ pub fn generate(dir: &Path) -> Result<ReportOutput, ReportError> {
         notes: &notes,
         diagnostics: diag.as_deref(),
         breakdown: breakdown::collect(&tables.rows),
+        failed: html::failed_runs(&tables.rows),
     };
     let index = dir.join("index.html");
     write(&index, &html::render(&page))?;

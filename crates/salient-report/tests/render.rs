@@ -393,3 +393,28 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(e.contains("images.npy") && e.contains("magic"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn failed_runs_are_listed_in_a_highlighted_section() {
+    let dir = std::env::temp_dir().join(format!("salient-report-failed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = "run,model,regime,seed,metric,attack,eps,saliency,point,class,value\n\
+               m-standard-seed0,m,standard,0,clean_accuracy,,,,,,0.9\n\
+               m-big_lr-seed0,m,big_lr,0,failed,,,,,,1\n";
+    std::fs::write(dir.join("results.csv"), csv).unwrap();
+    generate(&dir).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Failed runs</h2>"), "no failed-runs section");
+    assert!(html.contains("<code>m-big_lr-seed0</code> (big_lr)"));
+    assert!(html.contains("href=\"#failed\""));
+    assert!(!html.contains("<code>m-standard-seed0</code>"));
+    // Without failed rows there is no such section.
+    let csv = "run,model,regime,seed,metric,attack,eps,saliency,point,class,value\n\
+               m-standard-seed0,m,standard,0,clean_accuracy,,,,,,0.9\n";
+    std::fs::write(dir.join("results.csv"), csv).unwrap();
+    generate(&dir).unwrap();
+    let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    assert!(!html.contains("Failed runs"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
