@@ -4,8 +4,9 @@
 //!
 //! The key is the SHA-256 of everything that determines the trained weights: the IR version, the
 //! run (model name, regime with its parameters, training configuration and seed), the model
-//! definition, the data spec and the fingerprint of the data files. Changing an attack, a metric
-//! or the report does not retrain; changing the data, the model or a training setting does.
+//! definition, the data spec, the fingerprint of the data files and the engine's
+//! [`ENGINE_VERSION`]. Changing an attack, a metric or the report does not retrain; changing the
+//! data, the model, a training setting or the engine's training code (a bumped version) does.
 use crate::error::EngineError;
 use crate::train::EpochLog;
 use dfdx::prelude::*;
@@ -32,14 +33,37 @@ pub struct RunRecord {
     pub train_seconds: f64,
 }
 
+/// The version of what training computes. Bump it with any change that alters the weights a
+/// run trains to (a regime, an optimizer, a layer's forward or backward, data loading, the
+/// initialisation, the order of random draws): every checkpoint key changes, so `salient run`
+/// retrains instead of silently reusing weights the fixed code would not produce. Changes that
+/// only touch evaluation (attacks, saliency, metrics, the report) need no bump. Version 1 is
+/// left out of the key, so the checkpoints written before the version existed stay valid.
+pub const ENGINE_VERSION: u32 = 1;
+
+/// The checkpoint key of `run` (see the module doc).
 pub fn run_key(run: &TrainRun, model: &ModelDef, data: &DataSpec, fingerprint: &str) -> String {
-    let payload = serde_json::json!({
+    run_key_at(ENGINE_VERSION, run, model, data, fingerprint)
+}
+
+/// [`run_key`] as engine version `version` computes it.
+pub fn run_key_at(
+    version: u32,
+    run: &TrainRun,
+    model: &ModelDef,
+    data: &DataSpec,
+    fingerprint: &str,
+) -> String {
+    let mut payload = serde_json::json!({
         "ir_version": IR_VERSION,
         "run": { "model": run.model, "regime": run.regime.regime, "train": run.train },
         "model": model,
         "data": data,
         "data_fingerprint": fingerprint,
     });
+    if version != 1 {
+        payload["engine_version"] = version.into();
+    }
     let mut h = Sha256::new();
     h.update(payload.to_string().as_bytes());
     format!("{:x}", h.finalize())

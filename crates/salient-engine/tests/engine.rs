@@ -215,3 +215,25 @@ fn interrupt_stops_before_training_and_keeps_nothing_half_written() {
     assert!(matches!(run(&exp, TINY, &o), Err(EngineError::Interrupted)));
     assert!(!dir.path().join("runs/net-standard-seed0/run.json").exists());
 }
+
+#[test]
+fn checkpoint_key_changes_with_the_engine_version() {
+    use salient_engine::store::{run_key, run_key_at, ENGINE_VERSION};
+    let exp = experiment(TINY);
+    let run = &exp.runs[0];
+    let model = exp.model(&run.model).expect("model");
+    let key = |v: u32| run_key_at(v, run, model, &exp.data, "fingerprint");
+    assert_eq!(
+        run_key(run, model, &exp.data, "fingerprint"),
+        key(ENGINE_VERSION)
+    );
+    // A bumped engine never reuses the checkpoints of another version.
+    assert_ne!(key(ENGINE_VERSION), key(ENGINE_VERSION + 1));
+    assert_ne!(key(2), key(3));
+    // Deterministic, and the data fingerprint is part of it.
+    assert_eq!(key(2), key(2));
+    assert_ne!(
+        key(ENGINE_VERSION),
+        run_key_at(ENGINE_VERSION, run, model, &exp.data, "other")
+    );
+}
