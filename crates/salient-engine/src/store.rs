@@ -38,8 +38,12 @@ pub struct RunRecord {
 /// initialisation, the order of random draws): every checkpoint key changes, so `salient run`
 /// retrains instead of silently reusing weights the fixed code would not produce. Changes that
 /// only touch evaluation (attacks, saliency, metrics, the report) need no bump. Version 1 is
-/// left out of the key, so the checkpoints written before the version existed stay valid.
-pub const ENGINE_VERSION: u32 = 1;
+/// left out of the key (the keys of the checkpoints written before the version existed).
+///
+/// History: 1, the code up to commit 4eaadd8; 2, normal draws from `rand_distr` instead of
+/// Box-Muller (commit 37fe500: the sensitivity regime's gaussian noise, TRADES and L2 random
+/// starts, and synthetic data, whose fingerprint covers its settings but not its values).
+pub const ENGINE_VERSION: u32 = 2;
 
 /// The checkpoint key of `run` (see the module doc).
 pub fn run_key(run: &TrainRun, model: &ModelDef, data: &DataSpec, fingerprint: &str) -> String {
