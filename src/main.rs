@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod check;
+mod plan;
 mod report;
 mod run;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Regenerate a run directory's report (figures, summary tables, index.html) from its
     /// results.csv, training.csv and saved saliency maps, without retraining.
     Report(report::ReportArgs),
+    /// Write a cluster submission for a spec's grid: a Slurm job array and a dependent report
+    /// job (`--slurm`), or a Kubernetes Indexed Job manifest (`--k8s`).
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +55,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
+        Command::Plan(args) => plan::main(args),
     }
 }
