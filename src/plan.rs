@@ -437,9 +437,8 @@ fn slurm(args: &PlanArgs, plan: &Plan) -> Result<String, String> {
     );
     s += &format!("mkdir -p {}\n\n", sh_quote(&logs));
 
-    s += &format!(
-        "# The array: task i runs the i-th share of the grid (salient reads SLURM_ARRAY_TASK_ID).\n"
-    );
+    s += "# The array: task i runs the i-th share of the grid (salient reads SLURM_ARRAY_TASK_ID).
+";
     s += &format!(
         "array_job=$(sbatch --parsable --output={} <<'{ARRAY_EOF}'\n",
         log_pattern("%x-%A_%a.out")
