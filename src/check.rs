@@ -232,3 +232,36 @@ pub fn summary(exp: &Experiment) -> String {
     }
     s
 }
+
+/// Read and check the spec at `path` for a command that needs a valid one (`run`, `plan`):
+/// diagnostics go to stderr; an unreadable file is exit 2 and a spec with errors exit 1 (as
+/// `salient check`), with "`FILE` has errors; `nothing`". Gives the file name, its text and the
+/// experiment.
+pub fn checked_spec(
+    path: &std::path::Path,
+    nothing: &str,
+) -> Result<(String, String, Experiment), ExitCode> {
+    let file = path.display().to_string();
+    let source = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read {file}: {e}");
+            return Err(ExitCode::from(2));
+        }
+    };
+    let checked = salient_lang::check(&file, &source);
+    if !checked.diagnostics.is_empty() {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        eprint!(
+            "{}",
+            salient_lang::render(&file, &source, &checked.diagnostics, color)
+        );
+    }
+    match checked.experiment {
+        Some(exp) => Ok((file, source, exp)),
+        None => {
+            eprintln!("error: {file} has errors; {nothing}");
+            Err(ExitCode::from(1))
+        }
+    }
+}

@@ -14,7 +14,6 @@
 //! 2 unreadable). Bad options (a malformed `--time`, `--tasks 0`, a newline in a value) exit 2.
 
 use clap::Args;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -100,25 +99,9 @@ pub struct PlanArgs {
 }
 
 pub fn main(args: PlanArgs) -> ExitCode {
-    let file = args.spec.display().to_string();
-    let source = match std::fs::read_to_string(&args.spec) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read {file}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let checked = salient_lang::check(&file, &source);
-    if !checked.diagnostics.is_empty() {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        eprint!(
-            "{}",
-            salient_lang::render(&file, &source, &checked.diagnostics, color)
-        );
-    }
-    let Some(exp) = checked.experiment else {
-        eprintln!("error: {file} has errors; no plan was written");
-        return ExitCode::from(1);
+    let (file, _, exp) = match crate::check::checked_spec(&args.spec, "no plan was written") {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let runs = match salient_engine::runner::select_runs(&exp, &args.only) {
         Ok(s) => s.len(),

@@ -7,7 +7,6 @@
 
 use clap::{Args, ValueEnum};
 use salient_engine::{DeviceKind, EngineError, RunOptions};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,25 +99,9 @@ pub enum Device {
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
-    let file = args.spec.display().to_string();
-    let source = match std::fs::read_to_string(&args.spec) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: cannot read {file}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let checked = salient_lang::check(&file, &source);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    if !checked.diagnostics.is_empty() {
-        eprint!(
-            "{}",
-            salient_lang::render(&file, &source, &checked.diagnostics, color)
-        );
-    }
-    let Some(exp) = checked.experiment else {
-        eprintln!("error: {file} has errors; nothing was run");
-        return ExitCode::from(1);
+    let (_, source, exp) = match crate::check::checked_spec(&args.spec, "nothing was run") {
+        Ok(c) => c,
+        Err(code) => return code,
     };
 
     let mut selected = match salient_engine::runner::select_runs(&exp, &args.only) {
