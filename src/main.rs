@@ -35,7 +35,7 @@ enum Command {
     Report(report::ReportArgs),
     /// Write a cluster submission for a spec's grid: a Slurm job array and a dependent report
     /// job (`--slurm`), or a Kubernetes Indexed Job manifest (`--k8s`).
-    Plan(plan::PlanArgs),
+    Plan(Box<plan::PlanArgs>),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +55,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Report(args) => report::main(args),
-        Command::Plan(args) => plan::main(args),
+        Command::Plan(args) => plan::main(*args),
     }
 }

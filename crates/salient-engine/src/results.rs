@@ -92,6 +92,12 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
+/// Per run id, the rows and curves of a folder's top-level files.
+type Legacy = (
+    HashMap<String, Vec<ResultRow>>,
+    HashMap<String, Vec<CurveRow>>,
+);
+
 /// Merges the runs' own files into the top-level ones. Keeps what it read, keyed by each
 /// file's [`Stamp`], so a merge after every run of a long grid re-reads only the files that
 /// changed (a stat per file) and its cost is linear in the rows written.
@@ -103,10 +109,7 @@ pub struct Merger {
     curves: HashMap<String, (Stamp, Vec<CurveRow>)>,
     /// Rows of the top-level files (read once) for runs without files of their own: folders
     /// written before runs owned their results.
-    legacy: Option<(
-        HashMap<String, Vec<ResultRow>>,
-        HashMap<String, Vec<CurveRow>>,
-    )>,
+    legacy: Option<Legacy>,
 }
 
 impl Merger {
@@ -203,7 +206,7 @@ fn refresh_one<T: serde::de::DeserializeOwned>(
         cache.remove(id);
         return Ok(false);
     };
-    if cache.get(id).map_or(true, |(was, _)| *was != now) {
+    if cache.get(id).is_none_or(|(was, _)| *was != now) {
         cache.insert(id.to_string(), (now, read_csv(path)?));
     }
     Ok(true)

@@ -199,9 +199,7 @@ fn missing_data_is_an_error_naming_the_directory() {
     let src = "experiment e\ndata mnist { dir = \"/nonexistent/mnist\" }\nmodel m { flatten dense(out = 10) }\ntrain { epochs = 1 }\nregime standard\n";
     let exp = experiment(src);
     let dir = tempfile::tempdir().unwrap();
-    let err = run(&exp, src, &opts(dir.path()))
-        .err()
-        .expect("loading a missing directory must fail");
+    let err = run(&exp, src, &opts(dir.path())).expect_err("loading a missing directory must fail");
     assert!(matches!(err, EngineError::Data(_)));
     assert!(err.to_string().contains("/nonexistent/mnist"), "{err}");
 }

@@ -32,7 +32,10 @@ pub struct Page<'a> {
 /// failed), in the order of the rows, each once.
 pub fn failed_runs(rows: &[salient_ir::results::ResultRow]) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for r in rows.iter().filter(|r| r.metric == salient_ir::results::FAILED) {
+    for r in rows
+        .iter()
+        .filter(|r| r.metric == salient_ir::results::FAILED)
+    {
         if !out.iter().any(|(id, _)| *id == r.run) {
             out.push((r.run.clone(), r.regime.clone()));
         }

@@ -405,7 +405,10 @@ fn failed_runs_are_listed_in_a_highlighted_section() {
     std::fs::write(dir.join("results.csv"), csv).unwrap();
     generate(&dir).unwrap();
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    assert!(html.contains("<h2>Failed runs</h2>"), "no failed-runs section");
+    assert!(
+        html.contains("<h2>Failed runs</h2>"),
+        "no failed-runs section"
+    );
     assert!(html.contains("<code>m-big_lr-seed0</code> (big_lr)"));
     assert!(html.contains("href=\"#failed\""));
     assert!(!html.contains("<code>m-standard-seed0</code>"));
