@@ -644,11 +644,8 @@ impl<D: Device<f32>> Metric<D> for Retrain {
                     &data.fingerprint,
                 );
                 let key = key_of(&inputs);
-                let acc = match cache.load(&key) {
-                    Some(r) => {
-                        self.reused += 1;
-                        r.test_accuracy
-                    }
+                let acc = match self.cached(&cache, &key) {
+                    Some(acc) => acc,
                     None => {
                         let maps = match scores.take() {
                             Some(m) => m,
@@ -709,11 +706,8 @@ impl<D: Device<f32>> Metric<D> for Retrain {
                     &data.fingerprint,
                 );
                 let key = key_of(&inputs);
-                let acc = match cache.load(&key) {
-                    Some(r) => {
-                        self.reused += 1;
-                        r.test_accuracy
-                    }
+                let acc = match self.cached(&cache, &key) {
+                    Some(acc) => acc,
                     None => {
                         let label = format!("{}/random {} {k}% seed {s}", model.name, mode.name());
                         let ranking = Ranking::Random {
@@ -753,6 +747,14 @@ impl<D: Device<f32>> Metric<D> for Retrain {
 }
 
 impl Retrain {
+    /// The test accuracy of the point cached under `key`, counted as reused; `None` when it
+    /// still has to be retrained.
+    fn cached(&mut self, cache: &RetrainCache, key: &str) -> Option<f64> {
+        let record = cache.load(key)?;
+        self.reused += 1;
+        Some(record.test_accuracy)
+    }
+
     /// Retrain one point that is not cached, cache it, and return its test accuracy.
     #[allow(clippy::too_many_arguments)]
     fn point<D: Device<f32>>(
