@@ -411,3 +411,66 @@ fn a_locked_run_is_skipped_and_a_stale_lock_is_taken_over() {
         panic!("this test needs Linux's /proc to make a lock whose process is dead");
     }
 }
+
+/// `SHARED` with a configured PGD that is no attack (one step of 1e-4 from the clean image):
+/// FGSM at the same eps beats it on every run, so `single_step_stronger` fires for each.
+fn flagged(epochs: usize) -> String {
+    SHARED.replace("EPOCHS", &epochs.to_string()).replace(
+        "attack fgsm { eps = 0.1 }",
+        "attack fgsm { eps = 0.3 }\nattack pgd { norm = linf  eps = 0.3  steps = 1  step_size = 0.0001  random_start = false }",
+    )
+}
+
+#[test]
+fn concurrent_processes_on_one_folder_lose_no_finding() {
+    let ids = [
+        "net-standard-seed0",
+        "net-standard-seed1",
+        "net-standard-seed2",
+    ];
+    for round in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = write_spec(dir.path(), "flagged.exp", &flagged(6));
+        let out = dir.path().join("out");
+        let children: Vec<_> = ids.iter().map(|id| spawn_run(&spec, &out, id)).collect();
+        for (id, c) in ids.iter().zip(children) {
+            let o = c.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "round {round}: {stderr}");
+            assert!(
+                stderr.contains(&format!("warning [single_step_stronger] {id}:")),
+                "round {round}: {stderr}"
+            );
+        }
+        // Each run's findings are in its own file, and the merged file holds all of them, once,
+        // in the spec's order.
+        let merged = data_lines(&out.join("diagnostics.csv"));
+        let mut expected = Vec::new();
+        for id in ids {
+            let own = data_lines(&out.join("runs").join(id).join("diagnostics.csv"));
+            assert!(
+                own.iter()
+                    .any(|l| l.starts_with(&format!("{id},single_step_stronger,"))),
+                "round {round}: {id}: {own:?}"
+            );
+            expected.extend(own);
+        }
+        assert_eq!(merged, expected, "round {round}");
+        let header = std::fs::read_to_string(out.join("diagnostics.csv")).unwrap();
+        assert!(
+            header.starts_with("run,check,attacks,norm,eps,"),
+            "{header}"
+        );
+        if round == 0 {
+            // `salient report` rebuilds diagnostics.csv from the runs' files too.
+            std::fs::write(out.join("diagnostics.csv"), "").unwrap();
+            let o = salient()
+                .args(["report", "--quiet"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(data_lines(&out.join("diagnostics.csv")), expected);
+        }
+    }
+}

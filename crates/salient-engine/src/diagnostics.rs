@@ -8,8 +8,12 @@
 //! measurement) and give a list of [`Finding`]s. They need no network: [`diagnose_rows`] runs
 //! them on the rows of a `results.csv` and the experiment's attack specs. The runner adds the
 //! determinism measurement ([`probe_determinism`]), prints one warning line per finding and
-//! writes `diagnostics.csv` ([`write_csv`]; one row per finding, header only when there is
-//! none).
+//! writes each run's findings to `runs/<run>/diagnostics.csv` ([`diagnose_run`], [`write_csv`];
+//! one row per finding, header only when there is none) with the run's other files; the
+//! top-level `diagnostics.csv` is their merge in the spec's order of runs, rebuilt with
+//! `results.csv` ([`crate::results::Merger`]), so processes sharing an output folder lose no
+//! finding. Every check reads one run only (none compares two runs), so merging the runs'
+//! files is all the top-level file needs.
 //!
 //! The checks (ids as in the `check` column; docs/attacks.md, "Diagnostics", gives the
 //! reasoning behind each threshold):
@@ -698,24 +702,7 @@ pub fn probe_determinism<D: Device<f32>>(
 
 /// Write `diagnostics.csv` (temp file + rename): the header, then one row per finding.
 pub fn write_csv(path: &Path, findings: &[Finding]) -> Result<(), EngineError> {
-    let err = |e: csv::Error| EngineError::Results {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    // A temporary file of its own (processes sharing the folder each write one).
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| EngineError::io(dir, e))?;
-    {
-        let mut w = csv::WriterBuilder::new()
-            .has_headers(false)
-            .from_writer(tmp.as_file());
-        w.write_record(CSV_HEADER).map_err(err)?;
-        for f in findings {
-            w.serialize(f).map_err(err)?;
-        }
-        w.flush().map_err(|e| EngineError::io(tmp.path(), e))?;
-    }
-    crate::results::persist(tmp, path)
+    crate::results::write_csv_iter(path, findings.iter(), Some(&CSV_HEADER)).map(|_| ())
 }
 
 /// Read a `diagnostics.csv` back (missing file: no findings).
@@ -738,77 +725,26 @@ pub fn warning_line(f: &Finding) -> String {
     format!("warning [{}] {}: {}", f.check, f.run, f.message)
 }
 
-/// The findings of an output directory as a run fills it: the runs this invocation evaluates
-/// are checked as they finish, the runs it keeps (`--only`) keep their rows-based findings
-/// (recomputed from their kept rows) and their determinism findings (read back from the
-/// previous `diagnostics.csv`, since the check needs the network).
-pub struct Ledger {
-    path: std::path::PathBuf,
-    /// Run ids in the spec's order: rows are written in it.
-    order: Vec<String>,
-    pub findings: Vec<Finding>,
-}
-
-impl Ledger {
-    /// Start from the findings of the `keep` runs, whose rows are `kept_rows`.
-    pub fn resume(
-        dir: &Path,
-        exp: &Experiment,
-        kept_rows: &[ResultRow],
-        keep: &[String],
-    ) -> Result<Self, EngineError> {
-        let path = dir.join("diagnostics.csv");
-        // A set: linear in the rows for grids of thousands of runs.
-        let keep: std::collections::HashSet<&str> = keep.iter().map(String::as_str).collect();
-        let kept = |run: &str| keep.contains(run);
-        let rows: Vec<ResultRow> = kept_rows.iter().filter(|r| kept(&r.run)).cloned().collect();
-        let mut findings = diagnose_rows(&rows, exp);
-        if !keep.is_empty() {
-            findings.extend(
-                read_csv(&path)?
-                    .into_iter()
-                    .filter(|f| kept(&f.run) && f.check == Check::EvalNondeterministic.id()),
-            );
-        }
-        Ok(Ledger {
-            path,
-            order: exp.runs.iter().map(|r| r.id.clone()).collect(),
-            findings,
-        })
-    }
-
-    /// Check the run `run` (its rows among `rows`, plus its determinism measurement), replace
-    /// its earlier findings and return the new ones.
-    pub fn add_run(
-        &mut self,
-        rows: &[ResultRow],
-        exp: &Experiment,
-        run: &str,
-        determinism: Option<Determinism>,
-    ) -> Vec<Finding> {
-        let mine: Vec<ResultRow> = rows.iter().filter(|r| r.run == run).cloned().collect();
-        let mut ev = evaluations_from_rows(&mine, exp)
-            .pop()
-            .unwrap_or_else(|| RunEvaluation {
-                run: run.to_string(),
-                clean_accuracy: None,
-                attacks: Vec::new(),
-                classes: exp.data.classes,
-                input_dim: exp.data.shape.numel(),
-                determinism: None,
-            });
-        ev.determinism = determinism;
-        let new = check_run(&ev);
-        self.findings.retain(|f| f.run != run);
-        self.findings.extend(new.iter().cloned());
-        new
-    }
-
-    /// Rewrite `diagnostics.csv`, rows in the spec's order of runs.
-    pub fn flush(&mut self) -> Result<(), EngineError> {
-        let order = &self.order;
-        let rank = |run: &str| order.iter().position(|r| r == run).unwrap_or(order.len());
-        self.findings.sort_by_key(|f| rank(&f.run));
-        write_csv(&self.path, &self.findings)
-    }
+/// Every finding of the run `run`: the rules on its rows among `rows`, plus its determinism
+/// measurement when given. What the runner writes to `runs/<run>/diagnostics.csv`; the
+/// top-level `diagnostics.csv` is the merge of those files ([`crate::results::Merger`]).
+pub fn diagnose_run(
+    rows: &[ResultRow],
+    exp: &Experiment,
+    run: &str,
+    determinism: Option<Determinism>,
+) -> Vec<Finding> {
+    let mine: Vec<ResultRow> = rows.iter().filter(|r| r.run == run).cloned().collect();
+    let mut ev = evaluations_from_rows(&mine, exp)
+        .pop()
+        .unwrap_or_else(|| RunEvaluation {
+            run: run.to_string(),
+            clean_accuracy: None,
+            attacks: Vec::new(),
+            classes: exp.data.classes,
+            input_dim: exp.data.shape.numel(),
+            determinism: None,
+        });
+    ev.determinism = determinism;
+    check_run(&ev)
 }

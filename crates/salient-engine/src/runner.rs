@@ -143,15 +143,10 @@ fn run_on<D: Device<f32>>(
     let selected = select_runs(exp, &opts.only)?;
     let order: Vec<String> = exp.runs.iter().map(|r| r.id.clone()).collect();
     let chosen: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
-    let keep: Vec<String> = order
-        .iter()
-        .filter(|id| !chosen.contains(id.as_str()))
-        .cloned()
-        .collect();
+    // Rebuilds results.csv, training.csv and diagnostics.csv from the runs' own files: after a
+    // finished or failed run when its flush policy says so, on Ctrl-C and at the end (see
+    // `results`).
     let mut merger = results::Merger::new(&opts.out_dir, order);
-    let before = merger.collect()?;
-    let mut diag = diagnostics::Ledger::resume(&opts.out_dir, exp, &before.rows, &keep)?;
-    drop(before);
     let mut report = RunReport {
         out_dir: opts.out_dir.clone(),
         not_run: unsupported_parts(exp),
@@ -182,25 +177,30 @@ fn run_on<D: Device<f32>>(
         match run_one(&ctx, run, &make_device, &mut report) {
             Ok(None) => {}
             Ok(Some(done)) => {
-                results::write_run(&run_dir, &done.rows, &results::curve_rows(run, &done.log))?;
+                let findings =
+                    diagnostics::diagnose_run(&done.rows, exp, &run.id, Some(done.determinism));
+                results::write_run(
+                    &run_dir,
+                    &done.rows,
+                    &results::curve_rows(run, &done.log),
+                    &findings,
+                )?;
                 // A run that failed before and now finished is no longer failed.
                 if failed_file.exists() {
                     std::fs::remove_file(&failed_file)
                         .map_err(|e| EngineError::io(&failed_file, e))?;
                 }
-                merger.merge()?;
-                for f in diag.add_run(&done.rows, exp, &run.id, Some(done.determinism)) {
+                merger.run_finished()?;
+                for f in &findings {
                     match opts.quiet {
-                        true => eprintln!("{}", diagnostics::warning_line(&f)),
-                        false => done.progress.note(&diagnostics::warning_line(&f)),
+                        true => eprintln!("{}", diagnostics::warning_line(f)),
+                        false => done.progress.note(&diagnostics::warning_line(f)),
                     }
                 }
-                diag.flush()?;
             }
             // Ctrl-C stops everything; finished runs are kept.
             Err(EngineError::Interrupted) => {
                 merger.merge()?;
-                diag.flush()?;
                 return Err(EngineError::Interrupted);
             }
             // Any other failure stays local to its run: recorded, and the next run goes on.
@@ -208,17 +208,20 @@ fn run_on<D: Device<f32>>(
                 let reason = error_chain(&e);
                 eprintln!("run {} failed: {reason}", run.id);
                 write_file(&failed_file, &format!("{reason}\n"))?;
-                results::write_run(&run_dir, &[ResultRow::new(run, FAILED, 1.0)], &[])?;
-                merger.merge()?;
+                results::write_run(&run_dir, &[ResultRow::new(run, FAILED, 1.0)], &[], &[])?;
+                // Counted like a finished run: a grid where many runs fail still rebuilds
+                // a number of rows linear in its size (the failure is in the run's own files
+                // and failed.txt at once, and in the merged files by the end).
+                merger.run_finished()?;
                 report.failed.push((run.id.clone(), reason));
             }
         }
     }
     // Also picks up the runs other processes finished meanwhile.
     merger.merge()?;
-    diag.flush()?;
-    report.rows = merger.collect()?.rows;
-    report.diagnostics = diag.findings;
+    let merged = merger.collect()?;
+    report.rows = merged.rows;
+    report.diagnostics = merged.findings;
     Ok(report)
 }
 

@@ -458,10 +458,12 @@ fn a_run_writes_diagnostics_csv_with_its_header() {
     assert!(diagnostics::read_csv(&again).unwrap().is_empty());
 }
 
+/// The findings the runner writes to `runs/<run>/diagnostics.csv`: one run's rows among all,
+/// plus its determinism probe. (How the top-level file merges them, and keeps the findings of
+/// folders written before: tests/results_merge.rs.)
 #[test]
-fn ledger_keeps_the_findings_of_runs_not_run_again() {
+fn diagnose_run_checks_the_rows_of_one_run() {
     let exp = experiment(TINY);
-    let dir = tempfile::tempdir().unwrap();
     let row = |run: &str, metric: &str, attack: Option<&str>, eps: Option<f64>, value: f64| {
         salient_engine::results::ResultRow {
             run: run.into(),
@@ -477,60 +479,43 @@ fn ledger_keeps_the_findings_of_runs_not_run_again() {
             value,
         }
     };
-    // A kept run whose FGSM beats PGD, and an old determinism finding of it that only the
-    // previous diagnostics.csv knows.
-    let kept = vec![
+    // A run whose FGSM beats PGD, and a run whose PGD gets weaker at a larger eps.
+    let rows = vec![
         row("old", "clean_accuracy", None, None, 0.9),
         row("old", "robust_accuracy", Some("fgsm"), Some(0.1), 0.3),
         row("old", "robust_accuracy", Some("pgd"), Some(0.1), 0.5),
+        row("new", "clean_accuracy", None, None, 0.9),
+        row("new", "robust_accuracy", Some("pgd"), Some(0.1), 0.2),
+        row("new", "robust_accuracy", Some("pgd"), Some(0.2), 0.4),
     ];
-    let old_det = Finding {
-        run: "old".into(),
-        check: "eval_nondeterministic".into(),
-        attacks: String::new(),
-        norm: None,
-        eps: None,
-        value: 0.5,
-        reference: 0.0,
-        statistic: 0.5,
-        threshold: EVAL_TOLERANCE,
-        message: "differs".into(),
-    };
-    let stale = Finding {
-        run: "gone".into(),
-        ..old_det.clone()
-    };
-    let path = dir.path().join("diagnostics.csv");
-    diagnostics::write_csv(&path, &[old_det.clone(), stale]).unwrap();
-    let mut ledger =
-        diagnostics::Ledger::resume(dir.path(), &exp, &kept, &["old".to_string()]).unwrap();
-    let checks_of = |l: &diagnostics::Ledger| -> Vec<(String, String)> {
-        l.findings
-            .iter()
+    let checks_of = |fs: &[Finding]| -> Vec<(String, String)> {
+        fs.iter()
             .map(|f| (f.run.clone(), f.check.clone()))
             .collect()
     };
+    let new = diagnostics::diagnose_run(&rows, &exp, "new", None);
     assert_eq!(
-        checks_of(&ledger),
+        checks_of(&new),
+        [("new".to_string(), "not_monotone_in_eps".to_string())]
+    );
+    assert!(diagnostics::diagnose_run(&rows[..5], &exp, "new", None).is_empty());
+    // The determinism probe adds its finding after the rows' ones.
+    let probe = diagnostics::Determinism {
+        images: 40,
+        repeats: 5,
+        repeat_diff: 0.5,
+        repeat_changed: 1,
+        split_diff: 0.0,
+        split_changed: 0,
+    };
+    let old = diagnostics::diagnose_run(&rows, &exp, "old", Some(probe));
+    assert_eq!(
+        checks_of(&old),
         [
             ("old".to_string(), "single_step_stronger".to_string()),
             ("old".to_string(), "eval_nondeterministic".to_string())
         ]
     );
-    // A run evaluated now: its findings are added, a second evaluation replaces them.
-    let mut rows = kept.clone();
-    rows.push(row("new", "clean_accuracy", None, None, 0.9));
-    rows.push(row("new", "robust_accuracy", Some("pgd"), Some(0.1), 0.2));
-    rows.push(row("new", "robust_accuracy", Some("pgd"), Some(0.2), 0.4));
-    let new = ledger.add_run(&rows, &exp, "new", None);
-    assert_eq!(new.len(), 1);
-    assert_eq!(new[0].check, "not_monotone_in_eps");
-    let new = ledger.add_run(&rows[..4], &exp, "new", None);
-    assert!(new.is_empty());
-    assert_eq!(ledger.findings.len(), 2);
-    ledger.flush().unwrap();
-    assert_eq!(diagnostics::read_csv(&path).unwrap(), ledger.findings);
-    // Nothing kept: nothing read back.
-    let fresh = diagnostics::Ledger::resume(dir.path(), &exp, &kept, &[]).unwrap();
-    assert!(fresh.findings.is_empty());
+    // A run without rows has no finding but its probe's.
+    assert!(diagnostics::diagnose_run(&rows, &exp, "none", None).is_empty());
 }
