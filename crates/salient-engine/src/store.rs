@@ -141,42 +141,11 @@ impl Store {
     /// Take the run's lock `runs/<id>/lock` (created exclusively, O_EXCL: one process trains a
     /// run at a time, also over NFS v3+), or say who holds it. A lock is stale, and taken over,
     /// when its process is dead on this host (Linux: no `/proc/<pid>`) or it is older than
-    /// [`STALE_LOCK`] (a process killed on another host).
+    /// [`STALE_LOCK`] (a process killed on another host). See [`lock_file`].
     pub fn lock(&self, run: &TrainRun) -> Result<Lock, EngineError> {
         let dir = self.dir(run);
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e))?;
-        let path = dir.join(LOCK_FILE);
-        let host = hostname();
-        let mine = format!(
-            "pid={} host={} since={}\n",
-            std::process::id(),
-            host,
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs())
-        );
-        for attempt in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(mine.as_bytes())
-                        .map_err(|e| EngineError::io(&path, e))?;
-                    return Ok(Lock::Acquired(RunLock { path }));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                    let holder = holder.trim().to_string();
-                    if attempt == 0 && lock_is_stale(&path, &holder, &host) {
-                        // Another process may take it over at the same moment: only one of
-                        // the two exclusive creations that follow succeeds.
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    return Ok(Lock::Held(holder));
-                }
-                Err(e) => return Err(EngineError::io(&path, e)),
-            }
-        }
-        Ok(Lock::Held(String::new()))
+        lock_file(&dir.join(LOCK_FILE), LockPolicy::RUN)
     }
 }
 
@@ -185,7 +154,70 @@ pub const LOCK_FILE: &str = "lock";
 /// A lock older than this is taken over even when its host is another machine.
 pub const STALE_LOCK: Duration = Duration::from_secs(48 * 3600);
 
-/// The outcome of [`Store::lock`].
+/// When a lock file is stale, and whether its holder keeps it fresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockPolicy {
+    /// A lock whose file was last modified longer ago than this is taken over (its holder,
+    /// on whatever host, is presumed dead).
+    pub stale_after: Duration,
+    /// When set, the holder sets the file's modification time to now at this interval (a
+    /// thread, while the lock is held), so that `stale_after` can be short: a few intervals.
+    pub heartbeat: Option<Duration>,
+}
+
+impl LockPolicy {
+    /// Run locks: no heartbeat; stale after [`STALE_LOCK`] (or at once when the holder is a
+    /// dead process of this host).
+    pub const RUN: LockPolicy = LockPolicy {
+        stale_after: STALE_LOCK,
+        heartbeat: None,
+    };
+}
+
+/// Take the lock file `path` (created exclusively, O_EXCL, holding `pid=.. host=.. since=..`),
+/// or say who holds it. A lock is stale, and taken over, when its process is dead on this host
+/// (Linux: no `/proc/<pid>`) or its file was last modified longer ago than
+/// `policy.stale_after`. With `policy.heartbeat`, the holder refreshes the file's modification
+/// time while it holds the lock. The file's folder must exist.
+pub fn lock_file(path: &Path, policy: LockPolicy) -> Result<Lock, EngineError> {
+    let host = hostname();
+    let mine = format!(
+        "pid={} host={} since={}\n",
+        std::process::id(),
+        host,
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    for attempt in 0..2 {
+        match OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(mut f) => {
+                f.write_all(mine.as_bytes())
+                    .map_err(|e| EngineError::io(path, e))?;
+                let heartbeat = policy.heartbeat.map(|every| Heartbeat::start(path, every));
+                return Ok(Lock::Acquired(RunLock {
+                    path: path.to_path_buf(),
+                    heartbeat,
+                }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(path).unwrap_or_default();
+                let holder = holder.trim().to_string();
+                if attempt == 0 && lock_is_stale(path, &holder, &host, policy.stale_after) {
+                    // Another process may take it over at the same moment: only one of
+                    // the two exclusive creations that follow succeeds.
+                    let _ = std::fs::remove_file(path);
+                    continue;
+                }
+                return Ok(Lock::Held(holder));
+            }
+            Err(e) => return Err(EngineError::io(path, e)),
+        }
+    }
+    Ok(Lock::Held(String::new()))
+}
+
+/// The outcome of [`Store::lock`] and [`lock_file`].
 #[derive(Debug)]
 pub enum Lock {
     Acquired(RunLock),
@@ -193,20 +225,54 @@ pub enum Lock {
     Held(String),
 }
 
-/// A held run lock; the file is removed when it is dropped (the run finished, failed or was
-/// interrupted).
+/// A held lock; the file is removed when it is dropped (the run finished, failed or was
+/// interrupted), after its heartbeat thread, if any, has stopped.
 #[derive(Debug)]
 pub struct RunLock {
     path: PathBuf,
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
+        if let Some(h) = self.heartbeat.take() {
+            h.stop();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn lock_is_stale(path: &Path, holder: &str, host: &str) -> bool {
+/// The thread that keeps a held lock's modification time fresh.
+#[derive(Debug)]
+struct Heartbeat {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start(path: &Path, every: Duration) -> Heartbeat {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let path = path.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
+            {
+                // A failed touch only makes the lock look older to others.
+                let _ = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|f| f.set_modified(SystemTime::now()));
+            }
+        });
+        Heartbeat { stop, thread }
+    }
+
+    fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+fn lock_is_stale(path: &Path, holder: &str, host: &str, stale_after: Duration) -> bool {
     let field = |key: &str| {
         holder
             .split_whitespace()
@@ -224,7 +290,7 @@ fn lock_is_stale(path: &Path, holder: &str, host: &str) -> bool {
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok());
-    age.is_some_and(|a| a > STALE_LOCK)
+    age.is_some_and(|a| a > stale_after)
 }
 
 /// This machine's name (Linux: the kernel's hostname; else `HOSTNAME`; else `unknown`).

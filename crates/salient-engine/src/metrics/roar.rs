@@ -16,6 +16,17 @@
 //! `record.json`, written last); the key is the SHA-256 of everything that determines the
 //! retrained weights (see [`key_inputs`]). A point whose record is there costs nothing, and
 //! when every point is cached no map is computed.
+//!
+//! The cache is shared by every process writing into the output folder (the random baseline's
+//! points are the same for every run and method, so the tasks of a cluster job all need them).
+//! Both files are written atomically (a temporary file of the writer's own, renamed into place;
+//! the record last), so a reader sees a complete point or none. A process retrains a point only
+//! while it holds the point's lock, `<out>/retrain/<key>/lock` ([`crate::store::lock_file`]:
+//! created exclusively, its holder refreshing its modification time every
+//! [`POINT_LOCK_HEARTBEAT`]); another process that needs the point meanwhile waits (polling
+//! every [`POINT_LOCK_POLL`], and stopping on Ctrl-C) and then reads the record, so no point is
+//! trained twice at once. A lock whose holder died (a dead process of the same host, or a file
+//! not refreshed for [`POINT_LOCK_STALE`], on any host) is taken over.
 use super::{Env, MapBatch, Metric, RunInfo};
 use crate::error::EngineError;
 use crate::eval;
@@ -42,7 +53,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Remove and retrain, or keep and retrain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +398,15 @@ pub struct RetrainRecord {
     pub train_seconds: f64,
 }
 
+/// The lock file of a point: `<out>/retrain/<key>/lock`.
+pub const POINT_LOCK: &str = "lock";
+/// How often the holder of a point's lock refreshes it.
+pub const POINT_LOCK_HEARTBEAT: Duration = Duration::from_secs(30);
+/// A point's lock not refreshed for this long is taken over (its holder died on some host).
+pub const POINT_LOCK_STALE: Duration = Duration::from_secs(10 * 60);
+/// How often a process waiting for a point another process retrains looks again.
+pub const POINT_LOCK_POLL: Duration = Duration::from_millis(500);
+
 /// The retrained models of an output folder: `<out>/retrain/<key>/`.
 pub struct RetrainCache {
     root: PathBuf,
@@ -438,13 +458,120 @@ impl RetrainCache {
             },
         )?;
         let path = dir.join("record.json");
-        let tmp = dir.join("record.json.tmp");
         let text = serde_json::to_string_pretty(record).map_err(|e| EngineError::Results {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, text).map_err(|e| EngineError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| EngineError::io(&path, e))
+        // A temporary file of this writer's own (a fixed name would let two writers interleave).
+        let mut tmp =
+            tempfile::NamedTempFile::new_in(&dir).map_err(|e| EngineError::io(&dir, e))?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes())
+            .map_err(|e| EngineError::io(tmp.path(), e))?;
+        crate::results::persist(tmp, &path)
+    }
+
+    /// Take the lock of the point `key` (see the module doc), or say who holds it. The
+    /// point's folder is created for it (and removed with the lock when it holds nothing else).
+    pub fn lock(&self, key: &str) -> Result<PointLockResult, EngineError> {
+        let dir = self.dir(key);
+        let policy = crate::store::LockPolicy {
+            stale_after: POINT_LOCK_STALE,
+            heartbeat: Some(POINT_LOCK_HEARTBEAT),
+        };
+        // Another process may remove the folder (empty, its lock just released) between its
+        // creation here and the lock's: try again.
+        let mut attempt = 0;
+        loop {
+            let made = std::fs::create_dir_all(&dir).map_err(|e| EngineError::io(&dir, e));
+            let locked = made.and_then(|()| crate::store::lock_file(&dir.join(POINT_LOCK), policy));
+            match locked {
+                Ok(crate::store::Lock::Acquired(lock)) => {
+                    return Ok(PointLockResult::Acquired(PointLock {
+                        lock: Some(lock),
+                        dir,
+                    }))
+                }
+                Ok(crate::store::Lock::Held(holder)) => return Ok(PointLockResult::Held(holder)),
+                Err(e) if attempt >= 10 || dir.is_dir() => return Err(e),
+                Err(_) => attempt += 1,
+            }
+        }
+    }
+
+    /// The point `key`'s record once it is cached, or its lock for this process to
+    /// retrain it: waits while another process holds the lock (polling every `poll`; an error
+    /// when `interrupt` is set), then reads the record it left, or takes the lock when it left
+    /// none (it failed or was interrupted).
+    pub fn claim(
+        &self,
+        key: &str,
+        interrupt: &AtomicBool,
+        poll: Duration,
+        mut waiting: impl FnMut(&str),
+    ) -> Result<Claim, EngineError> {
+        let mut told = false;
+        loop {
+            if let Some(record) = self.load(key) {
+                return Ok(Claim::Cached(record));
+            }
+            match self.lock(key)? {
+                PointLockResult::Acquired(lock) => {
+                    // Saved by another process between the look-up and the lock.
+                    return Ok(match self.load(key) {
+                        Some(record) => Claim::Cached(record),
+                        None => Claim::Mine(lock),
+                    });
+                }
+                PointLockResult::Held(holder) => {
+                    if interrupt.load(Ordering::Relaxed) {
+                        return Err(EngineError::Interrupted);
+                    }
+                    if !told {
+                        waiting(&holder);
+                        told = true;
+                    }
+                    std::thread::sleep(poll);
+                }
+            }
+        }
+    }
+}
+
+/// What [`RetrainCache::claim`] gives.
+#[derive(Debug)]
+pub enum Claim {
+    /// The point is cached (by this process earlier, or by another one meanwhile).
+    Cached(RetrainRecord),
+    /// This process holds the point's lock and retrains it (the lock goes when this is dropped).
+    Mine(PointLock),
+}
+
+/// What [`RetrainCache::lock`] gives.
+#[derive(Debug)]
+pub enum PointLockResult {
+    Acquired(PointLock),
+    /// Held by another live process: `pid=.. host=.. since=..`.
+    Held(String),
+}
+
+/// A held point lock ([`crate::store::lock_file`]). When dropped, the lock file goes, then the
+/// point's folder and `<out>/retrain/` if that left them empty (a point that failed or was
+/// interrupted leaves nothing behind).
+#[derive(Debug)]
+pub struct PointLock {
+    lock: Option<crate::store::RunLock>,
+    dir: PathBuf,
+}
+
+impl Drop for PointLock {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        // Both fail, as they should, when the folder holds anything.
+        if std::fs::remove_dir(&self.dir).is_ok() {
+            if let Some(root) = self.dir.parent() {
+                let _ = std::fs::remove_dir(root);
+            }
+        }
     }
 }
 
@@ -644,9 +771,16 @@ impl<D: Device<f32>> Metric<D> for Retrain {
                     &data.fingerprint,
                 );
                 let key = key_of(&inputs);
-                let acc = match self.cached(&cache, &key) {
-                    Some(acc) => acc,
-                    None => {
+                let label = format!(
+                    "{}/{} {} {k}% seed {s}",
+                    run.id,
+                    info.method.name,
+                    mode.name()
+                );
+                let acc = match self.cached(&cache, &key, &label, info)? {
+                    Ok(acc) => acc,
+                    // Retrained while this process holds the point's lock.
+                    Err(_lock) => {
                         let maps = match scores.take() {
                             Some(m) => m,
                             None => {
@@ -673,12 +807,6 @@ impl<D: Device<f32>> Metric<D> for Retrain {
                                 (tr, te)
                             }
                         };
-                        let label = format!(
-                            "{}/{} {} {k}% seed {s}",
-                            run.id,
-                            info.method.name,
-                            mode.name()
-                        );
                         let ranking = Ranking::Scores {
                             train: &maps.0,
                             test: &maps.1,
@@ -706,10 +834,10 @@ impl<D: Device<f32>> Metric<D> for Retrain {
                     &data.fingerprint,
                 );
                 let key = key_of(&inputs);
-                let acc = match self.cached(&cache, &key) {
-                    Some(acc) => acc,
-                    None => {
-                        let label = format!("{}/random {} {k}% seed {s}", model.name, mode.name());
+                let label = format!("{}/random {} {k}% seed {s}", model.name, mode.name());
+                let acc = match self.cached(&cache, &key, &label, info)? {
+                    Ok(acc) => acc,
+                    Err(_lock) => {
                         let ranking = Ranking::Random {
                             seed: random_seed(k, s),
                         };
@@ -747,12 +875,31 @@ impl<D: Device<f32>> Metric<D> for Retrain {
 }
 
 impl Retrain {
-    /// The test accuracy of the point cached under `key`, counted as reused; `None` when it
-    /// still has to be retrained.
-    fn cached(&mut self, cache: &RetrainCache, key: &str) -> Option<f64> {
-        let record = cache.load(key)?;
-        self.reused += 1;
-        Some(record.test_accuracy)
+    /// The test accuracy of the point cached under `key` (waiting for another process that is
+    /// retraining it), counted as reused; else the point's lock, held while this process
+    /// retrains it.
+    fn cached(
+        &mut self,
+        cache: &RetrainCache,
+        key: &str,
+        label: &str,
+        info: &RunInfo<'_>,
+    ) -> Result<Result<f64, PointLock>, EngineError> {
+        let quiet = info.quiet;
+        let claim = cache.claim(key, info.interrupt, POINT_LOCK_POLL, |holder| {
+            if !quiet {
+                eprintln!(
+                    "{label}: waiting for another process ({holder}), which is retraining it"
+                );
+            }
+        })?;
+        Ok(match claim {
+            Claim::Cached(record) => {
+                self.reused += 1;
+                Ok(record.test_accuracy)
+            }
+            Claim::Mine(lock) => Err(lock),
+        })
     }
 
     /// Retrain one point that is not cached, cache it, and return its test accuracy.
