@@ -25,9 +25,10 @@
 //!   all of them together write at most about (1 + 1/share) = 5 times the final files' rows,
 //!   plus the forced rebuilds below;
 //! - **time**: at least [`FlushPolicy::min_interval`] (60 s) have passed since the last rebuild
-//!   ended and at least [`FlushPolicy::interval_factor`] (20) times that rebuild's own duration:
-//!   a grid of slow runs still sees its results within a minute of each run, and rebuilding
-//!   never takes more than about 1/20 of the wall time.
+//!   ended and at least [`FlushPolicy::interval_factor`] (20) times that rebuild's own duration
+//!   (waiting for the merge lock included, so processes that contend for it rebuild less
+//!   often): a grid of slow runs still sees its results within a minute of each run, and
+//!   rebuilding never takes more than about 1/20 of the wall time.
 //!
 //! The runner always rebuilds when a run fails, when it is interrupted and at its end (which also
 //! picks up the runs other processes finished meanwhile), and `salient report` rebuilds before it
