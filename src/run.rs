@@ -3,7 +3,8 @@
 //!
 //! Exit status: 0 done; 1 the spec has errors; 2 usage or I/O errors reading the spec; 3 the
 //! command failed (bad data, unwritable output) or one or more runs failed (divergence, device;
-//! the other runs went on and are kept); 130 interrupted by Ctrl-C (finished runs are kept).
+//! the other runs went on and are kept); 130 interrupted by SIGINT (Ctrl-C) or SIGTERM (finished
+//! runs and the interrupted run's last epoch checkpoint are kept; a rerun resumes from it).
 
 use clap::{Args, ValueEnum};
 use salient_engine::{DeviceKind, EngineError, RunOptions};
@@ -147,12 +148,17 @@ pub fn main(args: RunArgs) -> ExitCode {
     let interrupt = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupt.clone();
-        // A second Ctrl-C while stopping exits at once.
+        // SIGINT (Ctrl-C) and SIGTERM (`kill`, Slurm before it kills a job) stop within one
+        // training step or attack batch: finished runs and the last epoch checkpoint are kept.
+        // A second signal while stopping exits at once.
         let _ = ctrlc::set_handler(move || {
             if flag.swap(true, Ordering::SeqCst) {
                 std::process::exit(130);
             }
-            eprintln!("\nstopping after the current step (Ctrl-C again to quit now)...");
+            eprintln!(
+                "\nstopping within the current step or attack batch (finished runs and epoch \
+                 checkpoints are kept; signal again to quit now)..."
+            );
         });
     }
     let opts = RunOptions {

@@ -42,7 +42,7 @@ pub enum EngineError {
     #[error("--only {pattern}: no run id of the spec is `{pattern}` or matches it as a glob pattern (runs: {runs})")]
     NoSuchRun { pattern: String, runs: String },
 
-    #[error("interrupted (Ctrl-C): every finished run was kept")]
+    #[error("interrupted (SIGINT or SIGTERM): every finished run and the last epoch checkpoint were kept")]
     Interrupted,
 
     /// Bad input to an evaluation attack (shapes, labels, parameters).

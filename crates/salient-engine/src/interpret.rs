@@ -119,6 +119,9 @@ pub fn interpret_with<D: Device<f32>>(
         let mut map_seconds = 0.0;
         let all: Vec<usize> = (0..n).collect();
         for idx in all.chunks(batch) {
+            if stop_requested(opts) {
+                return Err(EngineError::Interrupted);
+            }
             let (x, labels) = batch_of(net.device(), test, idx);
             let started = Instant::now();
             let s = method.map(net, &x, &labels)?;
@@ -165,6 +168,9 @@ pub fn interpret_with<D: Device<f32>>(
         };
         let mut out = Vec::new();
         for m in &mut measures {
+            if stop_requested(opts) {
+                return Err(EngineError::Interrupted);
+            }
             let mut env = Env {
                 net,
                 method: method.as_mut(),
@@ -179,6 +185,11 @@ pub fn interpret_with<D: Device<f32>>(
         rows.extend(out);
     }
     Ok(rows)
+}
+
+/// Ctrl-C or SIGTERM: the caller's flag or this thread's ([`crate::stop`]).
+fn stop_requested(opts: &InterpretOptions<'_>) -> bool {
+    opts.interrupt.load(std::sync::atomic::Ordering::Relaxed) || crate::stop::requested()
 }
 
 /// A distinct seed per purpose and method from the experiment's evaluation seed.

@@ -15,9 +15,11 @@ pub mod ops;
 pub mod progress;
 pub mod regime;
 pub mod results;
+pub mod resume;
 pub mod robustness;
 pub mod runner;
 pub mod saliency;
+pub mod stop;
 pub mod store;
 pub mod train;
 

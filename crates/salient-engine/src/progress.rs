@@ -35,6 +35,14 @@ impl RunProgress {
         }
     }
 
+    /// Count `steps` already done (a run resumed from an epoch checkpoint).
+    pub fn advance(&self, steps: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(steps);
+            bar.reset_eta();
+        }
+    }
+
     pub fn step(
         &self,
         epoch: usize,

@@ -30,8 +30,10 @@
 //!   often): a grid of slow runs still sees its results within a minute of each run, and
 //!   rebuilding never takes more than about 1/20 of the wall time.
 //!
-//! The runner always rebuilds when a run fails, when it is interrupted and at its end (which also
-//! picks up the runs other processes finished meanwhile), and `salient report` rebuilds before it
+//! A failed run counts like a finished one (forcing a rebuild per failure would bring back
+//! O(N^2) for a grid where many runs diverge; its `failed` row is in `runs/<id>/` at once). The
+//! runner always rebuilds when it is interrupted and at its end (which also picks up the runs
+//! other processes finished meanwhile), and `salient report` rebuilds before it
 //! reads. Between two rebuilds nothing is at risk: each run's own files are written when it
 //! finishes; the merged files are only behind. The clock is injectable ([`Merger::with_clock`])
 //! and [`Merger::rows_written`] counts the rows every rebuild wrote, for tests.

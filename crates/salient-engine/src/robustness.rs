@@ -95,9 +95,12 @@ pub fn robustness_rows<D: Device<f32>>(
     }
     let n = exp.eval.attack_samples.min(test.len());
     let results = evaluate_attacks(net, &exp.attacks, test, n, exp.eval.batch, exp.eval.seed)
-        .map_err(|source| EngineError::Attack {
-            run: run.id.clone(),
-            source,
+        .map_err(|source| match crate::stop::requested() {
+            true => EngineError::Interrupted,
+            false => EngineError::Attack {
+                run: run.id.clone(),
+                source,
+            },
         })?;
     let mut rows = Vec::new();
     for r in &results {
@@ -148,7 +151,13 @@ fn breakdown_rows(run: &TrainRun, r: &AttackResult) -> Vec<ResultRow> {
         .collect()
 }
 
-/// Run every attack on the first `n` examples of `data`, `batch` at a time.
+/// The error of [`evaluate_attacks`] when this thread's stop flag ([`crate::stop`]) is raised:
+/// it stops within one attack batch (the attacks' own loops stop at their next step).
+pub const INTERRUPTED: &str = "interrupted (SIGINT or SIGTERM)";
+
+/// Run every attack on the first `n` examples of `data`, `batch` at a time. Fails with
+/// [`INTERRUPTED`] when a stop is requested ([`crate::stop`]), at the latest after the current
+/// batch.
 pub fn evaluate_attacks<D: Device<f32>>(
     net: &mut Network<D>,
     attacks: &[AttackSpec],
@@ -170,12 +179,19 @@ pub fn evaluate_attacks<D: Device<f32>>(
         let mut min_norms: Option<Vec<f32>> = None;
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for idx in all.chunks(batch.max(1)) {
+            if crate::stop::requested() {
+                return Err(AttackError(INTERRUPTED.to_string()));
+            }
             data.gather(idx, &mut xs, &mut ys);
             let x = net
                 .device()
                 .tensor_from_vec(std::mem::take(&mut xs), (idx.len(), features));
             let outcome =
                 attack_with(net, attack.as_mut(), &x, &ys, &mut rng).map_err(|e| named(spec, e))?;
+            // An attack stopped early by a signal returns what it had: not a result.
+            if crate::stop::requested() {
+                return Err(AttackError(INTERRUPTED.to_string()));
+            }
             robust.extend(outcome.robust);
             broken_by.extend(outcome.broken_by);
             if let Some(norms) = outcome.min_norms {

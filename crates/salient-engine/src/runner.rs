@@ -9,6 +9,7 @@ use crate::progress::RunProgress;
 use crate::regime;
 use crate::results::{self, ResultRow};
 use crate::robustness;
+use crate::resume::EpochCheckpoints;
 use crate::store::{run_key, Lock, RunRecord, Store};
 use crate::train::{self, TrainInputs};
 use dfdx::prelude::*;
@@ -140,6 +141,8 @@ fn run_on<D: Device<f32>>(
     make_device: impl Fn(u64) -> Result<D, EngineError>,
 ) -> Result<RunReport, EngineError> {
     let store = Store::new(&opts.out_dir);
+    // Attacks and training's inner loops poll this thread's flag (crate::stop).
+    let _stop = crate::stop::install(opts.interrupt.clone());
     let selected = select_runs(exp, &opts.only)?;
     let order: Vec<String> = exp.runs.iter().map(|r| r.id.clone()).collect();
     let chosen: std::collections::HashSet<&str> = selected.iter().map(String::as_str).collect();
@@ -291,9 +294,38 @@ fn run_one<D: Device<f32>>(
                 store.dir(run).display()
             ));
             report.reused.push(run.id.clone());
+            // Epoch checkpoints left by a process killed just after the final save.
+            EpochCheckpoints::new(&store.dir(run), &key).clear()?;
             record
         }
         None => {
+            // Epoch checkpoints of an interrupted attempt with the same key: go on from the
+            // last one (`--retrain` starts over).
+            let epochs = EpochCheckpoints::new(&store.dir(run), &key);
+            let resumed = if opts.retrain {
+                epochs.clear()?;
+                None
+            } else {
+                epochs.load(&mut net)
+            };
+            let (resume, seconds_before) = match resumed {
+                Some(r) => {
+                    // Also in --quiet logs (a Slurm task's): a resumed run is worth a line.
+                    let line = format!(
+                        "{}: resuming after epoch {} of {} (epoch checkpoint in {})",
+                        run.id,
+                        r.resume.epochs_done,
+                        run.train.epochs,
+                        store.dir(run).join(crate::resume::RESUME_DIR).display()
+                    );
+                    match opts.quiet {
+                        true => eprintln!("{line}"),
+                        false => progress.note(&line),
+                    }
+                    (Some(r.resume), r.train_seconds)
+                }
+                None => (None, 0.0),
+            };
             let started = Instant::now();
             let inputs = TrainInputs {
                 run,
@@ -305,7 +337,18 @@ fn run_one<D: Device<f32>>(
             // No regime reads the input gradient of its training passes (inner passes get
             // theirs through `grad::InputGradScope`): let the network skip it.
             net.set_input_grad(false);
-            let log = train::train(&mut net, regime.as_mut(), &inputs, &progress);
+            let mut save_epoch = |end: train::EpochEnd<'_, D>| {
+                let seconds = seconds_before + started.elapsed().as_secs_f64();
+                epochs.save(end.net, end.optimizer, end.step_rng, end.log, seconds)
+            };
+            let log = train::train_resumable(
+                &mut net,
+                regime.as_mut(),
+                &inputs,
+                &progress,
+                resume,
+                &mut save_epoch,
+            );
             net.set_input_grad(true);
             let log = log?;
             let record = RunRecord {
@@ -316,9 +359,10 @@ fn run_one<D: Device<f32>>(
                 data: exp.data.clone(),
                 data_fingerprint: splits.fingerprint.clone(),
                 log,
-                train_seconds: started.elapsed().as_secs_f64(),
+                train_seconds: seconds_before + started.elapsed().as_secs_f64(),
             };
             store.save(&record, &net)?;
+            epochs.clear()?;
             report.trained.push(run.id.clone());
             record
         }

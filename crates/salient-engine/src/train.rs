@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use salient_data::Dataset;
 use salient_ir::TrainRun;
+use salient_nn::optim::{Optimizer, OptimizerState};
 use salient_nn::{optim, schedule, Network};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,25 @@ pub struct TrainInputs<'a> {
     pub interrupt: &'a AtomicBool,
 }
 
+/// Where training goes on from after an epoch checkpoint ([`crate::resume`]): the epochs done,
+/// their curve, the regimes' step generator and the optimizer's state. The weights and the
+/// dropout generator are the network's own (restored into it before).
+pub struct Resume {
+    pub epochs_done: usize,
+    pub log: Vec<EpochLog>,
+    pub step_rng: ChaCha8Rng,
+    pub optimizer: OptimizerState,
+}
+
+/// What [`train_resumable`] hands to its epoch hook at the end of every epoch: everything an
+/// epoch checkpoint needs.
+pub struct EpochEnd<'a, D: Device<f32>> {
+    pub net: &'a Network<D>,
+    pub optimizer: &'a dyn Optimizer<D>,
+    pub step_rng: &'a ChaCha8Rng,
+    pub log: &'a [EpochLog],
+}
+
 /// Train `net` in place. Returns the per-epoch log. Stops with [`EngineError::Diverged`] on a
 /// non-finite or exploding loss and with [`EngineError::Interrupted`] on Ctrl-C.
 pub fn train<D: Device<f32>>(
@@ -51,6 +71,29 @@ pub fn train<D: Device<f32>>(
     regime: &mut dyn Regime<D>,
     inp: &TrainInputs<'_>,
     progress: &RunProgress,
+) -> Result<Vec<EpochLog>, EngineError> {
+    train_resumable(net, regime, inp, progress, None, &mut |_| Ok(()))
+}
+
+/// Whether training must stop: the caller's flag (Ctrl-C) or this thread's [`crate::stop`]
+/// flag.
+fn stop_requested(inp: &TrainInputs<'_>) -> bool {
+    inp.interrupt.load(Ordering::Relaxed) || crate::stop::requested()
+}
+
+/// [`train`], starting from `resume` (epoch `resume.epochs_done`) when given, calling
+/// `on_epoch` at the end of every epoch (after the epoch's evaluation; an error from it stops
+/// training). A run resumed from the checkpoint of epoch k ends bit-identical to one trained
+/// from 0 without stopping: the example order, the schedule and the warm-up are functions of
+/// the epoch and step, and everything else that changes from step to step is in the
+/// checkpoint.
+pub fn train_resumable<D: Device<f32>>(
+    net: &mut Network<D>,
+    regime: &mut dyn Regime<D>,
+    inp: &TrainInputs<'_>,
+    progress: &RunProgress,
+    resume: Option<Resume>,
+    on_epoch: &mut dyn FnMut(EpochEnd<'_, D>) -> Result<(), EngineError>,
 ) -> Result<Vec<EpochLog>, EngineError> {
     let cfg = &inp.run.train;
     let n = inp.train.len();
@@ -63,24 +106,37 @@ pub fn train<D: Device<f32>>(
     let total_steps = steps_per_epoch * cfg.epochs;
     let mut opt = optim::build::<D>(&cfg.optimizer, cfg.weight_decay);
     let mut ctx = StepContext {
-        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5EED_0F_5A11E27),
+        rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x0005_EED0_F5A1_1E27),
         epoch: 0,
         step: 0,
         steps_per_epoch,
     };
-    progress.start(total_steps as u64);
     let mut log = Vec::with_capacity(cfg.epochs);
+    let mut first_epoch = 0;
+    if let Some(r) = resume {
+        opt.set_state(&r.optimizer, net.params())
+            .map_err(|source| EngineError::Nn {
+                run: inp.run.id.clone(),
+                source,
+            })?;
+        ctx.rng = r.step_rng;
+        first_epoch = r.epochs_done.min(cfg.epochs);
+        log = r.log;
+        log.truncate(first_epoch);
+    }
+    progress.start(total_steps as u64);
+    progress.advance((first_epoch * steps_per_epoch) as u64);
     let (mut xs, mut ys) = (
         Vec::with_capacity(batch * features),
         Vec::with_capacity(batch),
     );
-    for epoch in 0..cfg.epochs {
+    for epoch in first_epoch..cfg.epochs {
         let started = Instant::now();
         let order = salient_data::epoch_order(n, cfg.seed, epoch);
         let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = cfg.lr;
         for (step, idx) in salient_data::batches(&order, batch, true).enumerate() {
-            if inp.interrupt.load(Ordering::Relaxed) {
+            if stop_requested(inp) {
                 return Err(EngineError::Interrupted);
             }
             inp.train.gather(idx, &mut xs, &mut ys);
@@ -101,6 +157,10 @@ pub fn train<D: Device<f32>>(
             ctx.epoch = epoch;
             ctx.step = step;
             let out = regime.step(net, &x, &targets, &mut ctx);
+            // A stop during the step may have cut its inner attack short: drop the step.
+            if stop_requested(inp) {
+                return Err(EngineError::Interrupted);
+            }
             let loss = out.loss.retaped::<NoneTape>().as_vec()[0];
             if !loss.is_finite() || loss > DIVERGENCE_LOSS {
                 return Err(EngineError::Diverged {
@@ -146,6 +206,12 @@ pub fn train<D: Device<f32>>(
         };
         progress.epoch_done(&entry, cfg.epochs);
         log.push(entry);
+        on_epoch(EpochEnd {
+            net,
+            optimizer: opt.as_ref(),
+            step_rng: &ctx.rng,
+            log: &log,
+        })?;
     }
     progress.finish();
     Ok(log)

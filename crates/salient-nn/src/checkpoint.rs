@@ -101,7 +101,40 @@ pub fn save<D: Device<f32>>(
     };
     let bytes = safetensors::serialize(views, &header)
         .map_err(|e| error(path, format!("cannot serialize: {}", describe(&e))))?;
-    write_atomically(path, &bytes)
+    write_atomically(path, &canonical_header(bytes))
+}
+
+/// The same safetensors file with its JSON header's keys in order. `safetensors::serialize`
+/// writes the metadata from a `HashMap`, whose order changes from process to process, so two
+/// saves of the same weights and metadata differed in the header's bytes; with the keys
+/// sorted (`serde_json`'s map is ordered by key) the file is a function of its content, and a
+/// run resumed from an epoch checkpoint writes a file byte-identical to an uninterrupted run's.
+/// The header keeps its length (the same keys and values, compact), padded with spaces as
+/// safetensors pads it; if anything does not parse, the bytes are returned unchanged.
+fn canonical_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let Some(len) = bytes
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+        .and_then(|n| usize::try_from(n).ok())
+    else {
+        return bytes;
+    };
+    let Some(header) = bytes.get(8..8 + len) else {
+        return bytes;
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    let Ok(sorted) = serde_json::to_vec(&value) else {
+        return bytes;
+    };
+    if sorted.len() <= len {
+        let slot = &mut bytes[8..8 + len];
+        slot[..sorted.len()].copy_from_slice(&sorted);
+        slot[sorted.len()..].fill(b' ');
+    }
+    bytes
 }
 
 /// Distinguishes temporary files of concurrent saves within one process.

@@ -376,6 +376,16 @@ impl<D: Device<f32>> Network<D> {
         self.dropout_rng.set_stream(DROPOUT_STREAM);
     }
 
+    /// The dropout generator as it is now (a checkpoint that resumes training saves it).
+    pub fn dropout_rng(&self) -> &ChaCha8Rng {
+        &self.dropout_rng
+    }
+
+    /// Put back a dropout generator saved with [`Network::dropout_rng`].
+    pub fn set_dropout_rng(&mut self, rng: ChaCha8Rng) {
+        self.dropout_rng = rng;
+    }
+
     /// Whether the forward pass must make d loss / d x available (default true). With
     /// `false`, for plain training where only parameter gradients are read, the input's tape
     /// is moved past the normalisation and the layers before the first one with parameters

@@ -26,11 +26,13 @@
 mod adadelta;
 mod adam;
 mod grad;
+mod saved;
 mod sgd;
 mod state;
 
 pub use adadelta::{Adadelta, AdadeltaConfig};
 pub use adam::{Adam, AdamConfig};
+pub use saved::OptimizerState;
 pub use sgd::{Sgd, SgdConfig};
 
 use dfdx::prelude::{Device, Gradients, Tensor};
@@ -53,6 +55,16 @@ pub trait Optimizer<D: Device<f32>> {
         grads: &Gradients<f32, D>,
         lr: f64,
     ) -> Result<(), NnError>;
+
+    /// The per-parameter state (moments, buffers, step counts) as plain numbers, for a
+    /// checkpoint that resumes training.
+    fn state(&self) -> OptimizerState;
+
+    /// Replace the state by `state` (from [`Optimizer::state`] of the same optimizer kind over
+    /// the same parameter list `params`): the next [`Optimizer::step`] continues exactly as the
+    /// saving optimizer's would have. Errors, leaving the state unchanged, when `state` belongs
+    /// to another optimizer or does not fit `params`.
+    fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError>;
 }
 
 /// The optimizer the IR names, with L2 weight decay `weight_decay` (torch's `weight_decay`).

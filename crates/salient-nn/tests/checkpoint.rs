@@ -189,6 +189,39 @@ fn round_trip_is_bit_identical_with_metadata() {
     }
 }
 
+/// The header's metadata comes from a `HashMap` inside `safetensors::serialize`, in an order
+/// that changes from map to map; `save` rewrites it in key order, so that the same weights and
+/// metadata always give the same bytes (a resumed run's checkpoint equals an uninterrupted
+/// run's, `cmp` and all).
+#[test]
+fn the_same_content_gives_the_same_bytes() {
+    let dev = Dev::default();
+    let dir = TempDir::new("canonical");
+    let params = network(&dev);
+    let pairs: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("key{i:02}"), format!("value {i}")))
+        .collect();
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let metadata = meta(&pairs);
+    let first = dir.path("first.safetensors");
+    checkpoint::save(&params, &first, &metadata).unwrap();
+    let reference = std::fs::read(&first).unwrap();
+    for i in 0..10 {
+        let path = dir.path(&format!("again{i}.safetensors"));
+        checkpoint::save(&params, &path, &metadata).unwrap();
+        assert!(std::fs::read(&path).unwrap() == reference, "save #{i} differs");
+    }
+    let n = u64::from_le_bytes(reference[..8].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&reference[8..8 + n]).unwrap();
+    let positions: Vec<usize> = pairs
+        .iter()
+        .map(|(k, _)| header.find(&format!("\"{k}\"")).unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{header}");
+    let mut loaded = zeroed(&dev, &params);
+    assert_eq!(checkpoint::load(&mut loaded, &first).unwrap(), metadata);
+}
+
 #[test]
 fn file_is_in_pytorch_layout() {
     let dev = Dev::default();

@@ -523,6 +523,61 @@ fn buffers_and_params_without_gradient_are_skipped() {
     }
 }
 
+/// A state saved with `state()` after some steps and loaded with `set_state()` into a fresh
+/// optimizer continues bit for bit as the original (what resuming from an epoch checkpoint
+/// needs); a parameter that never had a gradient still starts fresh; a state of another kind or
+/// another parameter list is an error that leaves the optimizer as it was.
+#[test]
+fn a_saved_state_continues_bit_for_bit() {
+    let dev = Dev::default();
+    let fresh = all_optimizers();
+    for ((name, mut opt), (_, mut twin)) in all_optimizers().into_iter().zip(fresh) {
+        let mut ps = vec![
+            param(&dev, "layers.0.weight", &INIT, true),
+            param(&dev, "layers.1.weight", &[0.5, -0.25], true),
+        ];
+        let seq = gradient_sequence();
+        for g in &seq {
+            // layers.1 gets no gradient before the save: no state for it yet.
+            let grads = grads_for(&dev, &ps, &[Some(g.clone()), None]);
+            opt.step(&mut ps, &grads, 0.1).unwrap();
+        }
+        let saved = opt.state();
+        assert_eq!(saved.optimizer, name);
+        assert!(
+            saved.tensors.keys().all(|k| k.starts_with("0.")),
+            "{name}: {:?}",
+            saved.tensors.keys()
+        );
+        let mut ps_twin: Vec<Param<Dev>> = ps
+            .iter()
+            .map(|p| param(&dev, &p.name, &values(p), true))
+            .collect();
+        twin.set_state(&saved, &ps_twin).unwrap();
+        assert_eq!(twin.state(), saved, "{name}: the state reads back");
+        for g in seq.iter().rev() {
+            let coeffs = [Some(g.clone()), Some(vec![1.0, -2.0])];
+            let grads = grads_for(&dev, &ps, &coeffs);
+            opt.step(&mut ps, &grads, 0.05).unwrap();
+            let grads = grads_for(&dev, &ps_twin, &coeffs);
+            twin.step(&mut ps_twin, &grads, 0.05).unwrap();
+        }
+        for (a, b) in ps.iter().zip(&ps_twin) {
+            let bits = |p: &Param<Dev>| values(p).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(a), bits(b), "{name}: {}", a.name);
+        }
+        // Errors: another kind's state, a state for a parameter list it does not fit.
+        let mut other = saved.clone();
+        other.optimizer = "rmsprop".into();
+        let err = twin.set_state(&other, &ps_twin).unwrap_err().to_string();
+        assert!(err.contains("rmsprop"), "{name}: {err}");
+        let short = vec![param(&dev, "layers.0.weight", &[1.0], true)];
+        assert!(twin.set_state(&saved, &short).is_err(), "{name}");
+        assert_eq!(twin.state().optimizer, name);
+        assert!(!twin.state().tensors.is_empty(), "{name}: unchanged by a failed load");
+    }
+}
+
 #[test]
 fn state_is_created_when_a_param_first_gets_a_gradient() {
     // layers.1 gets no gradient for two steps, then one: its first update must be a first

@@ -286,6 +286,9 @@ fn single_run<D: Device<f32>>(
     let marks = checkpoints(cfg.steps);
     let (mut window_start, mut next_mark) = (0usize, 0usize);
     for k in 0..cfg.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let alpha = if k == 0 { 1.0 } else { MOMENTUM };
         let momentum = st.x_cur.clone() - st.x_prev.clone();
         st.x_prev = st.x_cur.clone();

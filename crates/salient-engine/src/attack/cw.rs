@@ -171,6 +171,9 @@ pub fn cw_l2<D: Device<f32>>(
     let check_every = cfg.steps.div_ceil(10).max(1);
 
     for search in 0..cfg.binary_steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         if search + 1 == cfg.binary_steps && cfg.binary_steps >= 10 {
             for (c, &u) in consts.iter_mut().zip(&upper) {
                 *c = u.min(1e10);
@@ -186,6 +189,9 @@ pub fn cw_l2<D: Device<f32>>(
         let mut m: Mat<D> = dev.zeros_like(x.shape());
         let mut v: Mat<D> = dev.zeros_like(x.shape());
         for step in 0..cfg.steps {
+            if crate::stop::requested() {
+                break; // the caller discards this batch (crate::stop)
+            }
             let n_work = work.len();
             let xp = (w.clone().tanh() + 1.0) * 0.5;
             let ys: Vec<usize> = work.iter().map(|&i| labels[i]).collect();

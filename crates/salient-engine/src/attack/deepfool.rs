@@ -149,6 +149,9 @@ pub fn deepfool<D: Device<f32>>(
     let mut xt = x.clone();
     let mut total: Mat<D> = dev.zeros_like(x.shape());
     for _ in 0..cfg.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let w = work.len();
         let mut best_dist = vec![f32::INFINITY; w];
         let mut best_l2 = vec![0.0f32; w];

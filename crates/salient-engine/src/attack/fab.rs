@@ -189,6 +189,9 @@ pub fn fab<D: Device<f32>>(
     };
     for rank in ranks {
         for restart in 0..cfg.restarts.max(1) {
+            if crate::stop::requested() {
+                break; // the caller discards this batch (crate::stop)
+            }
             let rows: Vec<usize> = (0..b).filter(|&i| out.robust[i]).collect();
             if rows.is_empty() {
                 return out;
@@ -262,6 +265,9 @@ fn single_run<D: Device<f32>>(
     let mut adv = orig.clone();
     let mut best = vec![f64::INFINITY; b];
     for _ in 0..cfg.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let xc: Mat<D> = dev.tensor_from_vec(cur.clone(), (b, n));
         let (w, f) = match &targets {
             Some(t) => linearise_targeted(net, &xc, labels, t),

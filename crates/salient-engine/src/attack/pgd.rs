@@ -119,6 +119,9 @@ pub fn pgd<D: Device<f32>>(
     // Keep x + delta inside the box from the start.
     delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
     for _ in 0..cfg.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let xa = x.clone() + delta.clone();
         let (g, _) = input_gradient(net, &xa, mode, |z| attack_loss(cfg.loss, z, onehot));
         delta = pgd_step(x, delta, &g, cfg);
@@ -168,6 +171,9 @@ pub fn pgd_restarts<D: Device<f32>>(
         };
         delta = (x.clone() + delta).clamp(0.0, 1.0) - x.clone();
         for _ in 0..cfg.steps {
+            if crate::stop::requested() {
+                break; // the caller discards this batch (crate::stop)
+            }
             let xa = x.clone() + delta.clone();
             let (g, logits) =
                 input_gradient(net, &xa, Mode::Eval, |z| attack_loss(cfg.loss, z, &onehot));

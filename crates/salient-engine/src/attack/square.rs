@@ -141,6 +141,9 @@ pub fn square<D: Device<f32>>(
         },
     );
     for it in 0..cfg.queries - 1 {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let active: Vec<usize> = (0..b).filter(|&i| !broken[i]).collect();
         if active.is_empty() {
             break;

@@ -87,6 +87,9 @@ fn trades<D: Device<f32>>(
     let start = noise(&dev, shape, Noise::Gaussian, 0.001, &mut ctx.rng);
     let mut xa = (x.clone() + start).clamp(0.0, 1.0);
     for _ in 0..a.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let (g, _) = input_gradient(net, &xa, Mode::Eval, |z| kl_mean(p_clean.clone(), z));
         let delta = match a.norm {
             Norm::Linf => (xa.clone() + sign(&g) * a.step_size as f32 - x.clone())

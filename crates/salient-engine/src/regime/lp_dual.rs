@@ -215,6 +215,9 @@ pub fn perturbation<D: Device<f32>>(
     }
     let mut d: Mat<D> = x.device().zeros_like(x.shape());
     for _ in 0..p.steps {
+        if crate::stop::requested() {
+            break; // the caller discards this batch (crate::stop)
+        }
         let (g, _) = input_gradient(net, &(x.clone() + d.clone()), Mode::Eval, |z| {
             ce_sum(z, onehot)
         });

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::state::States;
-use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer};
+use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer, OptimizerState};
 use crate::{NnError, Param};
 
 /// Hyperparameters of [`Adadelta`] (torch's `rho`, `eps`, `weight_decay`).
@@ -108,5 +108,30 @@ impl<D: Device<f32>> Optimizer<D> for Adadelta<D> {
                 .map_err(device_error)?;
             p.value.try_axpy(1.0, &delta, -lr).map_err(device_error)
         })
+    }
+
+    fn state(&self) -> OptimizerState {
+        let mut out = OptimizerState::new("adadelta");
+        for (i, a) in self.accumulators.iter() {
+            out.put(i, "square_avg", &a.v);
+            out.put(i, "acc_delta", &a.u);
+        }
+        out
+    }
+
+    fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
+        state.expect("adadelta")?;
+        let mut loaded = Vec::new();
+        for i in state.indices() {
+            let numel = state.param(params, i)?.value.shape().0;
+            let v = state.take(params, i, "square_avg")?;
+            let u = state.take(params, i, "acc_delta")?;
+            loaded.push((i, numel, Accumulators { v, u }));
+        }
+        self.accumulators.clear();
+        for (i, numel, a) in loaded {
+            self.accumulators.insert(i, numel, a);
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::state::States;
-use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer};
+use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer, OptimizerState};
 use crate::{NnError, Param};
 
 /// Hyperparameters of [`Adam`] (torch's `betas = (beta1, beta2)`, `eps`, `weight_decay`).
@@ -114,5 +114,32 @@ impl<D: Device<f32>> Optimizer<D> for Adam<D> {
                 .try_axpy(1.0, &update, -lr / bias1)
                 .map_err(device_error)
         })
+    }
+
+    fn state(&self) -> OptimizerState {
+        let mut out = OptimizerState::new("adam");
+        for (i, s) in self.moments.iter() {
+            out.put(i, "m", &s.m);
+            out.put(i, "v", &s.v);
+            out.counters.insert(format!("{i}.step"), s.t);
+        }
+        out
+    }
+
+    fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
+        state.expect("adam")?;
+        let mut loaded = Vec::new();
+        for i in state.indices() {
+            let numel = state.param(params, i)?.value.shape().0;
+            let m = state.take(params, i, "m")?;
+            let v = state.take(params, i, "v")?;
+            let t = state.counter(i, "step")?;
+            loaded.push((i, numel, Moments { t, m, v }));
+        }
+        self.moments.clear();
+        for (i, numel, s) in loaded {
+            self.moments.insert(i, numel, s);
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::state::States;
-use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer};
+use super::{check, check_lr, device_error, for_each_gradient, Flat, Optimizer, OptimizerState};
 use crate::{NnError, Param};
 
 /// Hyperparameters of [`Sgd`] (torch's `momentum`, `nesterov`, `weight_decay`; dampening 0).
@@ -100,5 +100,27 @@ impl<D: Device<f32>> Optimizer<D> for Sgd<D> {
             };
             p.value.try_axpy(1.0, &direction, -lr).map_err(device_error)
         })
+    }
+
+    fn state(&self) -> OptimizerState {
+        let mut out = OptimizerState::new("sgd");
+        for (i, b) in self.buffers.iter() {
+            out.put(i, "momentum_buffer", b);
+        }
+        out
+    }
+
+    fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
+        state.expect("sgd")?;
+        let mut loaded = Vec::new();
+        for i in state.indices() {
+            let numel = state.param(params, i)?.value.shape().0;
+            loaded.push((i, numel, state.take(params, i, "momentum_buffer")?));
+        }
+        self.buffers.clear();
+        for (i, numel, b) in loaded {
+            self.buffers.insert(i, numel, b);
+        }
+        Ok(())
     }
 }

@@ -48,3 +48,26 @@ impl<S> States<S> {
         }
     }
 }
+
+impl<S> States<S> {
+    /// Every created state with its parameter index, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &S)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i, &s.state)))
+    }
+
+    /// Forget every state (before [`States::insert`]ing a saved set).
+    pub(crate) fn clear(&mut self) {
+        self.slots.clear();
+    }
+
+    /// Set the state of parameter `index` (`numel` elements).
+    pub(crate) fn insert(&mut self, index: usize, numel: usize, state: S) {
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        self.slots[index] = Some(Slot { numel, state });
+    }
+}
