@@ -260,3 +260,82 @@ fn sigterm_during_an_attack_stops_within_a_batch() {
     assert!(!results.contains(id), "{results}");
     assert!(out.join("runs").join(id).join("model.safetensors").is_file());
 }
+
+/// Reusing a checkpoint rewrites training.csv from the stored curve (`run.json`): every float,
+/// timing columns included, must come back bit for bit (serde_json's `float_roundtrip`; without
+/// it the last digit of some values changed on every rerun).
+#[test]
+fn reusing_a_checkpoint_rewrites_the_same_training_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("floats.exp");
+    std::fs::write(
+        &spec,
+        r#"
+experiment floats
+data synthetic { shape = (1, 6, 6)  classes = 3  train = 96  test = 48  noise = 0.2  seed = 7 }
+model net { flatten dense(out = 3) }
+train { optimizer = sgd  lr = [0.05, 0.1, 0.3]  epochs = 3  batch = 16  seed = 0 }
+regime standard
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    run_to_end(&spec, &out);
+    let first = std::fs::read_to_string(out.join("training.csv")).unwrap();
+    let o = run_to_end(&spec, &out);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("reused 3 checkpoint(s)"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let second = std::fs::read_to_string(out.join("training.csv")).unwrap();
+    assert_eq!(first, second);
+    // Values with 17 significant digits are in the file (not rounded by the CSV writer).
+    assert!(
+        first
+            .lines()
+            .skip(1)
+            .any(|l| l.split(',').any(|f| f.len() >= 17 && f.parse::<f64>().is_ok())),
+        "{first}"
+    );
+}
+
+/// "kill -9 at any moment": a run killed again and again at moments spread over its whole
+/// length (start-up, data loading, inside epochs, while writing epoch checkpoints, the final
+/// checkpoint, during the attacks and the result files), each time started again in the same
+/// folder, and finally run to the end, is bit-identical to a run that was never killed.
+#[test]
+fn kill_9_at_any_moment_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("resume.exp");
+    std::fs::write(&spec, SPEC).unwrap();
+    let reference = dir.path().join("reference");
+    let started = Instant::now();
+    run_to_end(&spec, &reference);
+    let whole = started.elapsed();
+
+    let killed = dir.path().join("killed");
+    let mut resumed = 0;
+    for k in 1..=9u32 {
+        let mut child = spawn(&spec, &killed);
+        // Offsets of 10%..90% of an uninterrupted run's time, from each process's start (a
+        // later process resumes, so its offsets land further along the run).
+        std::thread::sleep(whole.mul_f64(f64::from(k) / 10.0));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let stderr = {
+            let _ = child.wait();
+            stderr_of(&mut child)
+        };
+        if stderr.contains("resuming after epoch") {
+            resumed += 1;
+        }
+        if finished {
+            break;
+        }
+    }
+    run_to_end(&spec, &killed);
+    eprintln!("{resumed} of the killed processes resumed from an epoch checkpoint");
+    assert!(resumed >= 1, "no kill left an epoch checkpoint to resume from");
+    assert_identical(&reference, &killed, "repeated kill -9");
+}
