@@ -189,11 +189,20 @@ pub fn lock_file(path: &Path, policy: LockPolicy) -> Result<Lock, EngineError> {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
     );
+    // The lock appears with its content: written to a temporary file first, then hard-linked
+    // to the lock's name (`link` fails if the name exists, atomically, also on NFS), so another
+    // process never reads an empty holder.
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lock-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| EngineError::io(dir, e))?;
+    tmp.write_all(mine.as_bytes())
+        .and_then(|()| tmp.flush())
+        .map_err(|e| EngineError::io(tmp.path(), e))?;
     for attempt in 0..2 {
-        match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(mut f) => {
-                f.write_all(mine.as_bytes())
-                    .map_err(|e| EngineError::io(path, e))?;
+        match std::fs::hard_link(tmp.path(), path) {
+            Ok(()) => {
                 let heartbeat = policy.heartbeat.map(|every| Heartbeat::start(path, every));
                 return Ok(Lock::Acquired(RunLock {
                     path: path.to_path_buf(),
