@@ -70,7 +70,10 @@ fn wait_for(child: &mut Child, path: &Path, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(300);
     while !path.exists() {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("salient exited ({status}) before {what}: {}", stderr_of(child));
+            panic!(
+                "salient exited ({status}) before {what}: {}",
+                stderr_of(child)
+            );
         }
         assert!(Instant::now() < deadline, "no {what} after 300 s");
         std::thread::sleep(Duration::from_millis(20));
@@ -119,7 +122,9 @@ fn run_dir(out: &Path) -> PathBuf {
 }
 
 fn epoch_dir(out: &Path, epochs: usize) -> PathBuf {
-    run_dir(out).join("resume").join(format!("epoch-{epochs:04}"))
+    run_dir(out)
+        .join("resume")
+        .join(format!("epoch-{epochs:04}"))
 }
 
 /// results.csv without the timing rows (`train_seconds`), as lines.
@@ -186,7 +191,11 @@ fn a_killed_or_terminated_run_resumes_and_ends_bit_identical() {
     // SIGKILL in the middle of epoch 2 (after epoch 1's checkpoint), then run again.
     let killed = dir.path().join("killed");
     let mut child = spawn(&spec, &killed);
-    wait_for(&mut child, &epoch_dir(&killed, 1), "the checkpoint of epoch 1");
+    wait_for(
+        &mut child,
+        &epoch_dir(&killed, 1),
+        "the checkpoint of epoch 1",
+    );
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     let _ = child.wait();
@@ -205,7 +214,11 @@ fn a_killed_or_terminated_run_resumes_and_ends_bit_identical() {
     // SIGTERM during training stops within a step (exit 130), keeping the epoch checkpoint.
     let terminated = dir.path().join("terminated");
     let mut child = spawn(&spec, &terminated);
-    wait_for(&mut child, &epoch_dir(&terminated, 2), "the checkpoint of epoch 2");
+    wait_for(
+        &mut child,
+        &epoch_dir(&terminated, 2),
+        "the checkpoint of epoch 2",
+    );
     sigterm(&child);
     let (code, stderr) = exit_within(&mut child, Duration::from_secs(20));
     assert_eq!(code, Some(130), "{stderr}");
@@ -258,7 +271,11 @@ fn sigterm_during_an_attack_stops_within_a_batch() {
     // No half-evaluated row; the trained weights are kept for the next run.
     let results = std::fs::read_to_string(out.join("results.csv")).unwrap_or_default();
     assert!(!results.contains(id), "{results}");
-    assert!(out.join("runs").join(id).join("model.safetensors").is_file());
+    assert!(out
+        .join("runs")
+        .join(id)
+        .join("model.safetensors")
+        .is_file());
 }
 
 /// Reusing a checkpoint rewrites training.csv from the stored curve (`run.json`): every float,
@@ -292,10 +309,9 @@ regime standard
     assert_eq!(first, second);
     // Values with 17 significant digits are in the file (not rounded by the CSV writer).
     assert!(
-        first
-            .lines()
-            .skip(1)
-            .any(|l| l.split(',').any(|f| f.len() >= 17 && f.parse::<f64>().is_ok())),
+        first.lines().skip(1).any(|l| l
+            .split(',')
+            .any(|f| f.len() >= 17 && f.parse::<f64>().is_ok())),
         "{first}"
     );
 }
@@ -336,6 +352,9 @@ fn kill_9_at_any_moment_loses_nothing() {
     }
     run_to_end(&spec, &killed);
     eprintln!("{resumed} of the killed processes resumed from an epoch checkpoint");
-    assert!(resumed >= 1, "no kill left an epoch checkpoint to resume from");
+    assert!(
+        resumed >= 1,
+        "no kill left an epoch checkpoint to resume from"
+    );
     assert_identical(&reference, &killed, "repeated kill -9");
 }

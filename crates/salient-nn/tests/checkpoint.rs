@@ -201,7 +201,10 @@ fn the_same_content_gives_the_same_bytes() {
     let pairs: Vec<(String, String)> = (0..12)
         .map(|i| (format!("key{i:02}"), format!("value {i}")))
         .collect();
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let metadata = meta(&pairs);
     let first = dir.path("first.safetensors");
     checkpoint::save(&params, &first, &metadata).unwrap();
@@ -209,7 +212,10 @@ fn the_same_content_gives_the_same_bytes() {
     for i in 0..10 {
         let path = dir.path(&format!("again{i}.safetensors"));
         checkpoint::save(&params, &path, &metadata).unwrap();
-        assert!(std::fs::read(&path).unwrap() == reference, "save #{i} differs");
+        assert!(
+            std::fs::read(&path).unwrap() == reference,
+            "save #{i} differs"
+        );
     }
     let n = u64::from_le_bytes(reference[..8].try_into().unwrap()) as usize;
     let header = std::str::from_utf8(&reference[8..8 + n]).unwrap();

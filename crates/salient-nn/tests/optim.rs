@@ -574,7 +574,10 @@ fn a_saved_state_continues_bit_for_bit() {
         let short = vec![param(&dev, "layers.0.weight", &[1.0], true)];
         assert!(twin.set_state(&saved, &short).is_err(), "{name}");
         assert_eq!(twin.state().optimizer, name);
-        assert!(!twin.state().tensors.is_empty(), "{name}: unchanged by a failed load");
+        assert!(
+            !twin.state().tensors.is_empty(),
+            "{name}: unchanged by a failed load"
+        );
     }
 }
 

@@ -44,8 +44,7 @@ impl OptimizerState {
     }
 
     pub(crate) fn put<D: Device<f32>>(&mut self, index: usize, buffer: &str, t: &Flat<D>) {
-        self.tensors
-            .insert(format!("{index}.{buffer}"), t.as_vec());
+        self.tensors.insert(format!("{index}.{buffer}"), t.as_vec());
     }
 
     /// The tensor `buffer` of parameter `index`, as a tensor on the parameter's device, checked
@@ -58,10 +57,12 @@ impl OptimizerState {
     ) -> Result<Flat<D>, NnError> {
         let p = self.param(params, index)?;
         let key = format!("{index}.{buffer}");
-        let values = self.tensors.get(&key).ok_or_else(|| self.bad(format!(
-            "the state of parameter #{index} `{}` has no `{buffer}`",
-            p.name
-        )))?;
+        let values = self.tensors.get(&key).ok_or_else(|| {
+            self.bad(format!(
+                "the state of parameter #{index} `{}` has no `{buffer}`",
+                p.name
+            ))
+        })?;
         let numel = p.value.shape().0;
         if values.len() != numel {
             return Err(NnError::Shape {
