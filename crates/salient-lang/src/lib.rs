@@ -23,6 +23,8 @@ pub mod parse;
 pub mod suggest;
 
 pub use check::metrics::MetricKind;
+pub use check::runs::MAX_RUN_ID;
+pub use parse::MAX_IDENT;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
 use salient_ir::Experiment;
 

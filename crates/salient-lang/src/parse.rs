@@ -22,6 +22,12 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_SYNTAX_ERRORS: usize = 50;
 /// Largest source accepted, in bytes.
 pub const MAX_SOURCE: usize = 4 << 20;
+/// Longest identifier accepted, in bytes. Names become parts of run ids and so of file names
+/// (`runs/<id>/`, `maps/<id>/`, `reports/<experiment>/`), which Linux limits to 255 bytes a
+/// component; see [`crate::MAX_RUN_ID`] for the composed id.
+pub const MAX_IDENT: usize = 64;
+/// The UTF-8 byte-order mark some editors write at the start of a file; it is skipped.
+const BOM: &str = "\u{feff}";
 
 /// The section keywords, in the order the language reference lists them.
 pub const SECTIONS: &[&str] = &[
@@ -48,7 +54,8 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
     pest::set_error_detail(true);
     // Each pest call costs time linear in the remaining input (it indexes lines), so read as many
     // declarations as possible per call: the calls number one plus two per syntax error.
-    let mut pos = 0;
+    // A byte-order mark at the start is not part of the text (spans still count its bytes).
+    let mut pos = if source.starts_with(BOM) { BOM.len() } else { 0 };
     let mut errors = 0;
     while pos < source.len() {
         let rest = &source[pos..];
@@ -401,7 +408,7 @@ impl Converter<'_> {
         Span::new(self.offset + s.start(), self.offset + s.start() + end)
     }
 
-    fn ident(&self, p: Pair<Rule>) -> Ident {
+    fn ident(&mut self, p: Pair<Rule>) -> Ident {
         let span = self.span(&p);
         // `kind` wraps an ident.
         let name = match p.as_rule() {
@@ -411,6 +418,22 @@ impl Converter<'_> {
                 .map_or_else(String::new, |i| i.as_str().to_string()),
             _ => p.as_str().to_string(),
         };
+        if name.len() > MAX_IDENT {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::Limit,
+                    span,
+                    format!(
+                        "an identifier of {} bytes; the limit is {MAX_IDENT}",
+                        name.len()
+                    ),
+                )
+                .with_label("identifier too long")
+                .with_help(
+                    "names become parts of run ids and file names (runs/<id>/); use a shorter one",
+                ),
+            );
+        }
         Ident { name, span }
     }
 
@@ -514,8 +537,29 @@ impl Converter<'_> {
                 }
             }
             Rule::string => {
-                let raw = p.into_inner().next().map_or("", |s| s.as_str());
-                ValueKind::Str(unescape(raw))
+                let inner = p.into_inner().next();
+                let raw = inner.as_ref().map_or("", |s| s.as_str());
+                let raw_start = inner.as_ref().map_or(span.start, |s| {
+                    self.offset + s.as_span().start()
+                });
+                match unescape(raw) {
+                    Ok(text) => ValueKind::Str(text),
+                    Err((at, len)) => {
+                        let bad = &raw[at..at + len];
+                        self.diags.push(
+                            Diagnostic::new(
+                                Code::Syntax,
+                                Span::new(raw_start + at, raw_start + at + len),
+                                format!("unknown escape `{bad}` in a string"),
+                            )
+                            .with_label("unknown escape")
+                            .with_help(
+                                "strings know `\\\"`, `\\\\`, `\\n` and `\\t`; write `\\\\` for a backslash",
+                            ),
+                        );
+                        ValueKind::Str(String::new())
+                    }
+                }
             }
             Rule::boolean => ValueKind::Bool(p.as_str() == "true"),
             Rule::call => {
@@ -613,23 +657,25 @@ fn comment_start(line: &str) -> Option<usize> {
     None
 }
 
-/// Resolve `\"`, `\\`, `\n`, `\t`; any other escaped character stands for itself.
-fn unescape(raw: &str) -> String {
+/// Resolve `\"`, `\\`, `\n`, `\t`. Any other escape is an error: `Err((offset, len))` of the
+/// first unknown one (the backslash and the character after it) within `raw`.
+fn unescape(raw: &str) -> Result<String, (usize, usize)> {
     let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
+    let mut chars = raw.char_indices();
+    while let Some((i, c)) = chars.next() {
         if c == '\\' {
             match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(o) => out.push(o),
-                None => {}
+                Some((_, 'n')) => out.push('\n'),
+                Some((_, 't')) => out.push('\t'),
+                Some((_, o @ ('"' | '\\'))) => out.push(o),
+                Some((_, o)) => return Err((i, 1 + o.len_utf8())),
+                None => return Err((i, 1)),
             }
         } else {
             out.push(c);
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

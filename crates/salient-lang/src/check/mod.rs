@@ -9,7 +9,7 @@ pub(crate) mod metrics;
 mod model;
 pub(crate) mod reader;
 mod regime;
-mod runs;
+pub(crate) mod runs;
 pub(crate) mod sweep;
 mod train;
 

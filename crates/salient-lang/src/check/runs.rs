@@ -15,6 +15,9 @@ use std::collections::HashSet;
 
 /// Most training runs one experiment may imply.
 pub const MAX_RUNS: usize = 10_000;
+/// Longest run id, in bytes. A run id names a folder (`runs/<id>/`, `maps/<id>/`); Linux allows
+/// 255 bytes per path component, and the margin leaves room for names tools derive from it.
+pub const MAX_RUN_ID: usize = 200;
 
 /// Make a sweep value safe in a file name: keep ASCII letters, digits and `.`; map the rest
 /// to `_` (so `8/255` becomes `8_255`), trimming `_` at the ends.
@@ -81,6 +84,22 @@ pub fn build(
                     }
                     parts.push(format!("seed{}", tp.config.seed));
                     let id = parts.join("-");
+                    if id.len() > MAX_RUN_ID {
+                        ctx.push(
+                            Diagnostic::new(
+                                Code::BadSweep,
+                                r.name_span,
+                                format!(
+                                    "a run id of {} bytes (`{}...`); the limit is {MAX_RUN_ID}",
+                                    id.len(),
+                                    id.chars().take(40).collect::<String>()
+                                ),
+                            )
+                            .with_label("this regime's run ids are too long")
+                            .with_help("run ids name folders (runs/<id>/): use shorter names (`as NAME`) or fewer, shorter sweep values"),
+                        );
+                        return runs;
+                    }
                     if !ids.insert(id.clone()) {
                         // After other errors a collision is usually their echo (a default
                         // standing in for a bad value); report it only on its own.

@@ -1,0 +1,129 @@
+//! Inputs that `salient check` used to accept and `salient run` then refused or mishandled
+//! (issue #16, "what check accepts, run runs"): each is now a check diagnostic with a code and a
+//! span, or is accepted because run handles it.
+
+use salient_lang::{check, Code, Severity};
+
+/// A valid spec whose `model`, `data`, `train`, `regime` and extra lines can be replaced.
+fn spec(data: &str, model: &str, train: &str, extra: &str) -> String {
+    format!(
+        "experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n"
+    )
+}
+
+const DATA: &str = "data synthetic { shape = (1, 8, 8)  classes = 10  train = 64  test = 32 }";
+const MODEL: &str = "m { flatten dense(out = 10) }";
+
+/// Assert that checking `src` reports `code` with the given severity and the primary span
+/// covering exactly `span_text`; returns the diagnostic's message.
+fn expect(src: &str, code: Code, severity: Severity, span_text: &str) -> String {
+    let out = check("t.exp", src);
+    let found: Vec<String> = out
+        .diagnostics
+        .iter()
+        .map(|d| {
+            format!(
+                "{} `{}`: {}",
+                d.code,
+                src.get(d.span.start..d.span.end).unwrap_or("<bad span>"),
+                d.message
+            )
+        })
+        .collect();
+    let d = out
+        .diagnostics
+        .iter()
+        .find(|d| d.code == code)
+        .unwrap_or_else(|| panic!("no {code} in {found:#?}"));
+    assert_eq!(d.severity, severity, "{found:#?}");
+    assert_eq!(&src[d.span.start..d.span.end], span_text, "{found:#?}");
+    if severity == Severity::Error {
+        assert!(out.experiment.is_none());
+    }
+    d.message.clone()
+}
+
+fn clean(src: &str) -> salient_ir::Experiment {
+    let out = check("t.exp", src);
+    let r = salient_lang::render("t.exp", src, &out.diagnostics, false);
+    assert!(out.diagnostics.is_empty(), "{r}");
+    out.experiment.expect("experiment")
+}
+
+// 1. Names: never a panic, and run ids usable as file names.
+
+#[test]
+fn a_model_name_of_65536_characters_is_an_error_not_a_panic() {
+    let name = "m".repeat(65_536);
+    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let msg = expect(&src, Code::Limit, Severity::Error, &name);
+    assert!(msg.contains("65536 bytes") && msg.contains("64"), "{msg}");
+    // Rendering the diagnostic of such a line must not panic either.
+    let out = check("t.exp", &src);
+    let text = salient_lang::render("t.exp", &src, &out.diagnostics, false);
+    assert!(text.contains("salient::E002"), "{text}");
+}
+
+#[test]
+fn a_300_character_model_name_is_an_error() {
+    let name = "n".repeat(300);
+    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    expect(&src, Code::Limit, Severity::Error, &name);
+}
+
+#[test]
+fn a_64_byte_name_is_accepted_and_its_run_id_fits() {
+    let name = "a".repeat(salient_lang::MAX_IDENT);
+    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let exp = clean(&src);
+    assert!(exp.runs[0].id.len() <= salient_lang::MAX_RUN_ID);
+    let name = "a".repeat(salient_lang::MAX_IDENT + 1);
+    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    expect(&src, Code::Limit, Severity::Error, &name);
+}
+
+#[test]
+fn long_names_and_sweep_values_composing_a_long_run_id_are_an_error() {
+    let model = "m".repeat(64);
+    let regime = "r".repeat(64);
+    let lr = format!("0.{}1", "0".repeat(60));
+    let src = format!(
+        "experiment t\n{DATA}\nmodel {model} {{ flatten dense(out = 10) }}\n\
+         train {{ epochs = 1  lr = [{lr}, 0.1]  batch = [1000000, 2] }}\nregime standard as {regime}\n"
+    );
+    let msg = expect(&src, Code::BadSweep, Severity::Error, &regime);
+    assert!(msg.contains("the limit is 200"), "{msg}");
+}
+
+// 2. Strings and the byte-order mark.
+
+#[test]
+fn an_unknown_string_escape_is_an_error_at_the_escape() {
+    let data = "data idx { dir = \"data/\\q\"  shape = (1, 8, 8)  classes = 10 }";
+    let msg = expect(&spec(data, MODEL, "epochs = 1", ""), Code::Syntax, Severity::Error, "\\q");
+    assert!(msg.contains("unknown escape `\\q`"), "{msg}");
+}
+
+#[test]
+fn the_documented_escapes_are_accepted() {
+    let data = "data idx { dir = \"a\\\"b\\\\c\\nd\\te\"  shape = (1, 8, 8)  classes = 10 }";
+    let exp = clean(&spec(data, MODEL, "epochs = 1", ""));
+    assert_eq!(exp.data.dir, "a\"b\\c\nd\te");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_skipped() {
+    let src = format!("\u{feff}{}", spec(DATA, MODEL, "epochs = 1", ""));
+    let exp = clean(&src);
+    assert_eq!(exp.name, "t");
+    // Spans still count the mark's bytes: an error after it points at the right text.
+    let bad = format!("\u{feff}{}", spec(DATA, MODEL, "epochs = 0", ""));
+    expect(&bad, Code::OutOfRange, Severity::Error, "0");
+}
+
+#[test]
+fn a_byte_order_mark_elsewhere_is_still_an_error() {
+    let src = spec(DATA, MODEL, "epochs = 1", "\u{feff}");
+    let out = check("t.exp", &src);
+    assert!(out.errors().any(|d| d.code == Code::Syntax), "{:?}", out.diagnostics);
+}
