@@ -2,7 +2,7 @@
 //! (issue #14, item 5), exact `--only` and `--task I --tasks N` selection (item 2), and several
 //! processes sharing one output folder (item 1). Through the built binary.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// Three tiny runs that differ only by learning rate; `lr = 1e6` diverges at once.
 const DIVERGING: &str = r#"
@@ -13,9 +13,8 @@ train { optimizer = sgd  lr = [0.05, 1e6, 0.1]  epochs = 2  batch = 16  seed = 0
 regime standard
 "#;
 
-fn salient() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_salient"))
-}
+mod common;
+use common::salient;
 
 fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
     let spec = dir.join(name);
@@ -24,19 +23,7 @@ fn write_spec(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 fn run(spec: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut cmd = salient();
-    cmd.args([
-        "run",
-        spec.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    cmd.args(extra);
-    cmd.env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("SLURM_ARRAY_TASK_COUNT")
-        .env_remove("JOB_COMPLETION_INDEX");
-    cmd.output().unwrap()
+    common::salient_run(spec, out).args(extra).output().unwrap()
 }
 
 /// (run, metric) pairs of results.csv, in file order.
@@ -266,12 +253,8 @@ attack fgsm { eps = 0.1 }
 "#;
 
 fn spawn_run(spec: &Path, out: &Path, only: &str) -> std::process::Child {
-    salient()
-        .args(["run", spec.to_str().unwrap(), "--quiet", "--out"])
-        .arg(out)
+    common::salient_run(spec, out)
         .args(["--only", only])
-        .env_remove("SLURM_ARRAY_TASK_ID")
-        .env_remove("JOB_COMPLETION_INDEX")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

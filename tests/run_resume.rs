@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 /// One adversarially trained run (random starts draw from the step generator), with dropout
 /// (the dropout generator) and Adam (moments and step counts): everything an epoch checkpoint
 /// must restore. About a second per epoch on one core, so that a kill lands inside an epoch.
@@ -33,18 +35,7 @@ eval { attack_samples = 128  saliency_samples = 1 }
 const RUN: &str = "net-adversarial-seed5";
 
 fn salient(spec: &Path, out: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_salient"));
-    cmd.args([
-        "run",
-        spec.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .env_remove("SLURM_ARRAY_TASK_ID")
-    .env_remove("SLURM_ARRAY_TASK_COUNT")
-    .env_remove("JOB_COMPLETION_INDEX");
-    cmd
+    common::salient_run(spec, out)
 }
 
 fn run_to_end(spec: &Path, out: &Path) -> Output {

@@ -121,17 +121,11 @@ impl<D: Device<f32>> Optimizer<D> for Adadelta<D> {
 
     fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
         state.expect("adadelta")?;
-        let mut loaded = Vec::new();
-        for i in state.indices() {
-            let numel = state.param(params, i)?.value.shape().0;
-            let v = state.take(params, i, "square_avg")?;
-            let u = state.take(params, i, "acc_delta")?;
-            loaded.push((i, numel, Accumulators { v, u }));
-        }
-        self.accumulators.clear();
-        for (i, numel, a) in loaded {
-            self.accumulators.insert(i, numel, a);
-        }
-        Ok(())
+        self.accumulators.replace_with(state, params, |i| {
+            Ok(Accumulators {
+                v: state.take(params, i, "square_avg")?,
+                u: state.take(params, i, "acc_delta")?,
+            })
+        })
     }
 }

@@ -128,18 +128,12 @@ impl<D: Device<f32>> Optimizer<D> for Adam<D> {
 
     fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
         state.expect("adam")?;
-        let mut loaded = Vec::new();
-        for i in state.indices() {
-            let numel = state.param(params, i)?.value.shape().0;
-            let m = state.take(params, i, "m")?;
-            let v = state.take(params, i, "v")?;
-            let t = state.counter(i, "step")?;
-            loaded.push((i, numel, Moments { t, m, v }));
-        }
-        self.moments.clear();
-        for (i, numel, s) in loaded {
-            self.moments.insert(i, numel, s);
-        }
-        Ok(())
+        self.moments.replace_with(state, params, |i| {
+            Ok(Moments {
+                t: state.counter(i, "step")?,
+                m: state.take(params, i, "m")?,
+                v: state.take(params, i, "v")?,
+            })
+        })
     }
 }

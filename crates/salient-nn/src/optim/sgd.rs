@@ -112,15 +112,7 @@ impl<D: Device<f32>> Optimizer<D> for Sgd<D> {
 
     fn set_state(&mut self, state: &OptimizerState, params: &[Param<D>]) -> Result<(), NnError> {
         state.expect("sgd")?;
-        let mut loaded = Vec::new();
-        for i in state.indices() {
-            let numel = state.param(params, i)?.value.shape().0;
-            loaded.push((i, numel, state.take(params, i, "momentum_buffer")?));
-        }
-        self.buffers.clear();
-        for (i, numel, b) in loaded {
-            self.buffers.insert(i, numel, b);
-        }
-        Ok(())
+        self.buffers
+            .replace_with(state, params, |i| state.take(params, i, "momentum_buffer"))
     }
 }

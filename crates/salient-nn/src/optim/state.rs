@@ -1,6 +1,9 @@
 //! Per-parameter optimizer state, indexed like the parameter list and created lazily.
 
-use crate::NnError;
+use dfdx::prelude::{Device, HasShape};
+
+use super::OptimizerState;
+use crate::{NnError, Param};
 
 /// The state of each parameter (by its index in the parameter list), created on the
 /// parameter's first update. Remembers the parameter's length so that a different parameter
@@ -58,13 +61,28 @@ impl<S> States<S> {
             .filter_map(|(i, s)| s.as_ref().map(|s| (i, &s.state)))
     }
 
-    /// Forget every state (before [`States::insert`]ing a saved set).
-    pub(crate) fn clear(&mut self) {
+    /// Replace every state by those of `saved` ([`OptimizerState`], over the parameter list
+    /// `params`), each built by `read(index)`; unchanged when any fails.
+    pub(crate) fn replace_with<D: Device<f32>>(
+        &mut self,
+        saved: &OptimizerState,
+        params: &[Param<D>],
+        mut read: impl FnMut(usize) -> Result<S, NnError>,
+    ) -> Result<(), NnError> {
+        let mut loaded = Vec::new();
+        for i in saved.indices() {
+            let numel = saved.param(params, i)?.value.shape().0;
+            loaded.push((i, numel, read(i)?));
+        }
         self.slots.clear();
+        for (i, numel, state) in loaded {
+            self.insert(i, numel, state);
+        }
+        Ok(())
     }
 
     /// Set the state of parameter `index` (`numel` elements).
-    pub(crate) fn insert(&mut self, index: usize, numel: usize, state: S) {
+    fn insert(&mut self, index: usize, numel: usize, state: S) {
         if self.slots.len() <= index {
             self.slots.resize_with(index + 1, || None);
         }
