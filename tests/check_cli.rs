@@ -134,3 +134,73 @@ fn warnings_alone_exit_0() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("salient::W001"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 warning)"));
 }
+
+// Issue #16, "what check accepts, run runs": inputs check used to accept and run then refused
+// (or check itself panicked on). Each must now be a check error: exit 1, the code on stderr,
+// and no panic (exit 101).
+
+/// `experiment t`, a small synthetic data set, `model`, `train`, `regime standard`, `extra`.
+fn hostile_spec(data: &str, model: &str, train: &str, extra: &str) -> String {
+    format!(
+        "experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n"
+    )
+}
+
+const SMALL_DATA: &str = "data synthetic { shape = (1, 8, 8)  classes = 10  train = 64  test = 32 }";
+
+/// Check `text` through the binary and assert exit 1 with `code` reported.
+fn check_rejects(name: &str, text: &str, code: &str) {
+    let path = tmp_file(name, text);
+    let out = salient(&["check", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+    assert!(stderr.contains(code), "{name}: expected {code} in {stderr}");
+    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+}
+
+#[test]
+fn a_model_name_of_65536_characters_is_exit_1_not_a_panic() {
+    let name = "m".repeat(65_536);
+    let text = hostile_spec(
+        SMALL_DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
+    check_rejects("long_name.exp", &text, "salient::E002");
+}
+
+#[test]
+fn a_300_character_model_name_is_rejected() {
+    let name = "n".repeat(300);
+    let text = hostile_spec(
+        SMALL_DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
+    check_rejects("name300.exp", &text, "salient::E002");
+}
+
+#[test]
+fn an_unknown_string_escape_is_rejected() {
+    let data = "data idx { dir = \"data/\\q\"  shape = (1, 8, 8)  classes = 10 }";
+    let text = hostile_spec(data, "m { flatten dense(out = 10) }", "epochs = 1", "");
+    check_rejects("escape.exp", &text, "salient::E001");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_is_accepted() {
+    let text = format!(
+        "\u{feff}{}",
+        hostile_spec(SMALL_DATA, "m { flatten dense(out = 10) }", "epochs = 1", "")
+    );
+    let path = tmp_file("bom.exp", &text);
+    let out = salient(&["check", path.to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
