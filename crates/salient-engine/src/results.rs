@@ -48,7 +48,6 @@ use crate::train::EpochLog;
 use salient_ir::TrainRun;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -397,52 +396,35 @@ pub fn merge(out_dir: &Path, order: &[String]) -> Result<(), EngineError> {
     Merger::new(out_dir, order.to_vec()).merge()
 }
 
-/// `out_dir/.merge.lock`, created exclusively (O_EXCL), removed on drop.
+/// `out_dir/.merge.lock`, taken with [`crate::store::lock_file`] (exclusive, with its holder
+/// `pid=.. host=.. since=..`), removed on drop. A lock left by a killed process is taken over at
+/// once when that process is dead on this host, else after [`MERGE_LOCK_STALE`].
 struct MergeLock {
-    path: PathBuf,
+    _lock: crate::store::RunLock,
 }
 
 impl MergeLock {
     fn acquire(out_dir: &Path) -> Result<Self, EngineError> {
         let path = out_dir.join(MERGE_LOCK);
+        let policy = crate::store::LockPolicy {
+            stale_after: MERGE_LOCK_STALE,
+            heartbeat: None,
+        };
         let started = Instant::now();
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut f) => {
-                    let _ = writeln!(f, "pid={}", std::process::id());
-                    return Ok(MergeLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| SystemTime::now().duration_since(t).ok());
-                    if age.is_some_and(|a| a > MERGE_LOCK_STALE) {
-                        // Left by a killed process: take it over.
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
+            match crate::store::lock_file(&path, policy)? {
+                crate::store::Lock::Acquired(lock) => return Ok(MergeLock { _lock: lock }),
+                crate::store::Lock::Held(holder) => {
                     if started.elapsed() > 2 * MERGE_LOCK_STALE {
                         return Err(EngineError::Results {
                             path,
-                            reason: "another process has held the merge lock for minutes; remove the file if no salient process uses this folder".to_string(),
+                            reason: format!("another process ({holder}) has held the merge lock for minutes; remove the file if no salient process uses this folder"),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
-                Err(e) => return Err(EngineError::io(&path, e)),
             }
         }
-    }
-}
-
-impl Drop for MergeLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

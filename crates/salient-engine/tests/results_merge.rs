@@ -348,3 +348,45 @@ fn legacy_top_level_rows_and_findings_are_kept_for_runs_without_files_of_their_o
     let text = read(&out.join(DIAGNOSTICS_FILE));
     assert_eq!(text.trim_end(), CSV_HEADER.join(","), "header only: {text}");
 }
+
+/// A merge lock left by a process killed with SIGKILL in the middle of a merge (its pid dead on
+/// this host) is taken over at once, not after the two minutes a lock of another host waits.
+#[test]
+fn a_merge_lock_of_a_dead_process_is_taken_over_at_once() {
+    if !Path::new("/proc/self").exists() {
+        eprintln!("SKIPPED: no /proc: dead processes cannot be told apart here");
+        assert!(std::env::var("CI").is_err(), "CI runs on Linux");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..3).map(id).collect();
+    for (i, run) in ids.iter().enumerate() {
+        let (rows, curves, findings) = files_of(i);
+        salient_engine::results::write_run(
+            &dir.path().join("runs").join(run),
+            &rows,
+            &curves,
+            &findings,
+        )
+        .unwrap();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    // pid beyond Linux's pid_max: no such process.
+    std::fs::write(
+        dir.path().join(salient_engine::results::MERGE_LOCK),
+        format!("pid=4194305 host={} since=0\n", host.trim()),
+    )
+    .unwrap();
+    let started = Instant::now();
+    salient_engine::results::merge(dir.path(), &ids).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!dir
+        .path()
+        .join(salient_engine::results::MERGE_LOCK)
+        .exists());
+    assert!(read(&dir.path().join("results.csv")).contains(&ids[2]));
+}
