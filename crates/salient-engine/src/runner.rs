@@ -201,7 +201,7 @@ fn run_on<D: Device<f32>>(
                     }
                 }
             }
-            // Ctrl-C stops everything; finished runs are kept.
+            // SIGINT/SIGTERM stop everything; finished runs and epoch checkpoints are kept.
             Err(EngineError::Interrupted) => {
                 merger.merge()?;
                 return Err(EngineError::Interrupted);
