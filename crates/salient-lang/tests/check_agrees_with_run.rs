@@ -6,9 +6,7 @@ use salient_lang::{check, Code, Severity};
 
 /// A valid spec whose `model`, `data`, `train`, `regime` and extra lines can be replaced.
 fn spec(data: &str, model: &str, train: &str, extra: &str) -> String {
-    format!(
-        "experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n"
-    )
+    format!("experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n")
 }
 
 const DATA: &str = "data synthetic { shape = (1, 8, 8)  classes = 10  train = 64  test = 32 }";
@@ -55,7 +53,12 @@ fn clean(src: &str) -> salient_ir::Experiment {
 #[test]
 fn a_model_name_of_65536_characters_is_an_error_not_a_panic() {
     let name = "m".repeat(65_536);
-    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let src = spec(
+        DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
     let msg = expect(&src, Code::Limit, Severity::Error, &name);
     assert!(msg.contains("65536 bytes") && msg.contains("64"), "{msg}");
     // Rendering the diagnostic of such a line must not panic either.
@@ -67,18 +70,33 @@ fn a_model_name_of_65536_characters_is_an_error_not_a_panic() {
 #[test]
 fn a_300_character_model_name_is_an_error() {
     let name = "n".repeat(300);
-    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let src = spec(
+        DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
     expect(&src, Code::Limit, Severity::Error, &name);
 }
 
 #[test]
 fn a_64_byte_name_is_accepted_and_its_run_id_fits() {
     let name = "a".repeat(salient_lang::MAX_IDENT);
-    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let src = spec(
+        DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
     let exp = clean(&src);
     assert!(exp.runs[0].id.len() <= salient_lang::MAX_RUN_ID);
     let name = "a".repeat(salient_lang::MAX_IDENT + 1);
-    let src = spec(DATA, &format!("{name} {{ flatten dense(out = 10) }}"), "epochs = 1", "");
+    let src = spec(
+        DATA,
+        &format!("{name} {{ flatten dense(out = 10) }}"),
+        "epochs = 1",
+        "",
+    );
     expect(&src, Code::Limit, Severity::Error, &name);
 }
 
@@ -100,7 +118,12 @@ fn long_names_and_sweep_values_composing_a_long_run_id_are_an_error() {
 #[test]
 fn an_unknown_string_escape_is_an_error_at_the_escape() {
     let data = "data idx { dir = \"data/\\q\"  shape = (1, 8, 8)  classes = 10 }";
-    let msg = expect(&spec(data, MODEL, "epochs = 1", ""), Code::Syntax, Severity::Error, "\\q");
+    let msg = expect(
+        &spec(data, MODEL, "epochs = 1", ""),
+        Code::Syntax,
+        Severity::Error,
+        "\\q",
+    );
     assert!(msg.contains("unknown escape `\\q`"), "{msg}");
 }
 
@@ -125,5 +148,88 @@ fn a_byte_order_mark_at_the_start_is_skipped() {
 fn a_byte_order_mark_elsewhere_is_still_an_error() {
     let src = spec(DATA, MODEL, "epochs = 1", "\u{feff}");
     let out = check("t.exp", &src);
-    assert!(out.errors().any(|d| d.code == Code::Syntax), "{:?}", out.diagnostics);
+    assert!(
+        out.errors().any(|d| d.code == Code::Syntax),
+        "{:?}",
+        out.diagnostics
+    );
+}
+
+// 3. Values run refuses: learning rate, classes, IDX channels.
+
+#[test]
+fn a_learning_rate_past_f32_is_an_error_not_a_warning() {
+    let src = spec(DATA, MODEL, "epochs = 1  lr = 1e308", "");
+    let msg = expect(&src, Code::OutOfRange, Severity::Error, "1e308");
+    assert!(msg.contains("32-bit"), "{msg}");
+    // Adam's first bias correction multiplies lr by 1 / (1 - beta1) = 10.
+    let src = spec(DATA, MODEL, "epochs = 1  lr = 1e38", "");
+    expect(&src, Code::OutOfRange, Severity::Error, "1e38");
+    let src = spec(DATA, MODEL, "epochs = 1  lr = 1e38  optimizer = sgd", "");
+    let out = check("t.exp", &src);
+    assert!(out.is_ok(), "{:?}", out.diagnostics);
+    assert!(out.diagnostics.iter().all(|d| d.code == Code::LargeLr));
+}
+
+#[test]
+fn a_step_schedule_growing_the_learning_rate_past_f32_is_an_error_at_the_schedule() {
+    let src = spec(
+        DATA,
+        MODEL,
+        "epochs = 1000  optimizer = sgd  schedule = step(every = 1, gamma = 2)",
+        "",
+    );
+    expect(
+        &src,
+        Code::OutOfRange,
+        Severity::Error,
+        "step(every = 1, gamma = 2)",
+    );
+    // 100 epochs double 99 times: 0.01 * 2^99 is about 6e27, finite in f32.
+    clean(&spec(
+        DATA,
+        MODEL,
+        "epochs = 100  optimizer = sgd  schedule = step(every = 1, gamma = 2)",
+        "",
+    ));
+}
+
+#[test]
+fn synthetic_and_idx_classes_stop_at_256_as_the_loader_does() {
+    let data = "data synthetic { shape = (1, 8, 8)  classes = 100000 }";
+    let msg = expect(
+        &spec(data, "m { flatten dense(out = 100000) }", "epochs = 1", ""),
+        Code::OutOfRange,
+        Severity::Error,
+        "100000",
+    );
+    assert!(msg.contains("between 2 and 256"), "{msg}");
+    let data = "data idx { dir = \"d\"  shape = (1, 8, 8)  classes = 257 }";
+    expect(
+        &spec(data, "m { flatten dense(out = 257) }", "epochs = 1", ""),
+        Code::OutOfRange,
+        Severity::Error,
+        "257",
+    );
+    let data = "data synthetic { shape = (1, 8, 8)  classes = 256 }";
+    clean(&spec(
+        data,
+        "m { flatten dense(out = 256) }",
+        "epochs = 1",
+        "",
+    ));
+}
+
+#[test]
+fn idx_images_have_one_channel() {
+    let data = "data idx { dir = \"d\"  shape = (3, 32, 32)  classes = 10 }";
+    let msg = expect(
+        &spec(data, MODEL, "epochs = 1", ""),
+        Code::Incompatible,
+        Severity::Error,
+        "(3, 32, 32)",
+    );
+    assert!(msg.contains("one channel"), "{msg}");
+    let data = "data idx { dir = \"d\"  shape = (1, 32, 32)  classes = 10 }";
+    clean(&spec(data, MODEL, "epochs = 1", ""));
 }

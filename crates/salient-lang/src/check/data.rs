@@ -23,6 +23,9 @@ const KEYS: &[&str] = &[
 ];
 /// Largest channel count, height or width accepted.
 const MAX_DIM: u64 = 4096;
+/// Most classes a data set may have: labels are bytes (IDX label files, salient-data's
+/// `Dataset`), and the loader refuses more than 256.
+pub const MAX_CLASSES: usize = 256;
 
 pub fn lower(ctx: &mut Ctx, d: &Decl) -> Option<DataSpec> {
     let kind = d.kind.as_ref()?;
@@ -92,7 +95,27 @@ pub fn lower(ctx: &mut Ctx, d: &Decl) -> Option<DataSpec> {
         None => {
             let default = (k == "synthetic").then_some((ImageShape { c: 1, h: 28, w: 28 }, 10));
             let shape = match s.get("shape") {
-                Some(v) => shape_value(ctx, v),
+                Some(v) => shape_value(ctx, v).inspect(|sh| {
+                    // IDX image files are 3-d (count, rows, cols): one channel. The shape is
+                    // kept so that the models are still checked against it.
+                    if k == "idx" && sh.c != 1 {
+                        ctx.push(
+                            Diagnostic::new(
+                                Code::Incompatible,
+                                v.span,
+                                format!(
+                                    "`data idx` images have one channel, but `shape` asks for {}",
+                                    sh.c
+                                ),
+                            )
+                            .with_label("IDX images are (1, rows, cols)")
+                            .with_help(format!(
+                                "IDX image files hold count x rows x cols bytes: write `shape = (1, {}, {})`; for colour images use `data cifar10`",
+                                sh.h, sh.w
+                            )),
+                        );
+                    }
+                }),
                 None => {
                     if default.is_none() {
                         s.missing(ctx, "shape", "(1, 28, 28)");
@@ -101,9 +124,16 @@ pub fn lower(ctx: &mut Ctx, d: &Decl) -> Option<DataSpec> {
                 }
             };
             let classes = match s.whole(ctx, "classes") {
-                Some(c) => {
-                    let n = ctx.whole_between("classes", c, 2, 100_000);
-                    (2..=100_000).contains(&n).then_some(n)
+                Some((n, span)) => {
+                    if !(2..=MAX_CLASSES as u64).contains(&n) {
+                        ctx.range_error(
+                            span,
+                            format!("`classes` must be between 2 and {MAX_CLASSES}, found {n}"),
+                            Some("labels are stored as bytes (IDX label files and the loader's datasets), so at most 256 classes"),
+                        );
+                    }
+                    let n = usize::try_from(n).unwrap_or(usize::MAX);
+                    (2..=MAX_CLASSES).contains(&n).then_some(n)
                 }
                 None => {
                     if default.is_none() && s.get("classes").is_none() {

@@ -123,9 +123,46 @@ pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
         let weight_decay = s
             .num(ctx, "weight_decay")
             .map_or(0.0, |v| ctx.non_negative("weight_decay", v));
+        if weight_decay > MAX_F32 {
+            ctx.range_error(
+                s.span_of("weight_decay"),
+                format!("`weight_decay = {weight_decay}` is not a finite 32-bit float; training computes in f32"),
+                Some("the limit is 3.4e38; usual values are 1e-5 to 1e-3"),
+            );
+        }
         let epochs = s
             .whole(ctx, "epochs")
             .map_or(10, |v| ctx.whole_between("epochs", v, 1, 100_000));
+        let peak = peak_step(lr, &optimizer, &schedule, epochs);
+        if peak > MAX_F32 {
+            // Blame the learning rate when it was written, else the schedule that grows it.
+            let at = if s.get("lr").is_some() || s.get("schedule").is_none() {
+                s.span_of("lr")
+            } else {
+                s.span_of("schedule")
+            };
+            ctx.push(
+                Diagnostic::new(
+                    Code::OutOfRange,
+                    at,
+                    format!(
+                        "the largest step size of this training, {peak:e}, is not a finite 32-bit float"
+                    ),
+                )
+                .with_label("learning rate out of range")
+                .with_help(format!(
+                    "training computes in f32 (at most 3.4e38): the optimizer would write infinite weights at the first step; the step size is lr{}{}",
+                    match optimizer {
+                        Optimizer::Adam { .. } => " / (1 - beta1) (Adam's first bias correction)",
+                        _ => "",
+                    },
+                    match schedule {
+                        Schedule::Step { gamma, .. } if gamma > 1.0 => " x gamma^(decays) at the last epoch",
+                        _ => "",
+                    }
+                )),
+            );
+        }
         let batch = s
             .whole(ctx, "batch")
             .map_or(128, |v| ctx.whole_between("batch", v, 1, 1 << 20));
@@ -150,6 +187,28 @@ pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
         });
     }
     TrainDecl { axes, points }
+}
+
+/// Largest finite f32, as f64: the engine trains in f32, so a step size above this becomes
+/// infinite when the optimizer applies it (salient-nn's `axpy` converts its scale to f32).
+const MAX_F32: f64 = f32::MAX as f64;
+
+/// The largest factor the optimizer multiplies an update by during the run: the schedule's
+/// peak learning rate (a step schedule with `gamma > 1` grows it, `gamma^⌊(epochs - 1) / every⌋`
+/// at the last epoch; constant and cosine start at `lr` and never exceed it), divided for Adam
+/// by its first bias correction `1 - beta1` (salient-nn's Adam applies `lr / (1 - beta1^t)`).
+pub fn peak_step(lr: f64, optimizer: &Optimizer, schedule: &Schedule, epochs: usize) -> f64 {
+    let peak_lr = match *schedule {
+        Schedule::Step { every, gamma } if gamma > 1.0 => {
+            let decays = (epochs.saturating_sub(1) / every.max(1)) as f64;
+            lr * gamma.powf(decays)
+        }
+        _ => lr,
+    };
+    match *optimizer {
+        Optimizer::Adam { beta1, .. } => peak_lr / (1.0 - beta1),
+        _ => peak_lr,
+    }
 }
 
 fn opt_name(o: &Optimizer) -> &'static str {
