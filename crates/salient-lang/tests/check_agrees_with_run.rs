@@ -233,3 +233,98 @@ fn idx_images_have_one_channel() {
     let data = "data idx { dir = \"d\"  shape = (1, 32, 32)  classes = 10 }";
     clean(&spec(data, MODEL, "epochs = 1", ""));
 }
+
+// 4. Attacks that need more classes than the model has.
+
+fn two_classes(extra: &str) -> String {
+    spec(
+        "data synthetic { shape = (1, 8, 8)  classes = 2 }",
+        "m { flatten dense(out = 2) }",
+        "epochs = 1",
+        &format!("{extra}\nmetrics {{ clean_accuracy robust_accuracy }}"),
+    )
+}
+
+#[test]
+fn apgd_dlr_on_two_classes_is_an_error_naming_the_class_count() {
+    let msg = expect(
+        &two_classes("attack apgd { eps = 0.1  loss = dlr }"),
+        Code::Incompatible,
+        Severity::Error,
+        "dlr",
+    );
+    assert!(msg.contains("at least 3 classes") && msg.contains("has 2"), "{msg}");
+    // Three classes are enough for DLR.
+    clean(&spec(
+        "data synthetic { shape = (1, 8, 8)  classes = 3 }",
+        "m { flatten dense(out = 3) }",
+        "epochs = 1",
+        "attack apgd { eps = 0.1  loss = dlr }\nmetrics { clean_accuracy robust_accuracy }",
+    ));
+}
+
+#[test]
+fn apgd_t_needs_four_classes_and_at_most_classes_minus_one_targets() {
+    let msg = expect(
+        &two_classes("attack apgd_t { eps = 0.1 }"),
+        Code::Incompatible,
+        Severity::Error,
+        "attack apgd_t",
+    );
+    assert!(msg.contains("at least 4 classes") && msg.contains("has 2"), "{msg}");
+    let five = |attack: &str| {
+        spec(
+            "data synthetic { shape = (1, 8, 8)  classes = 5 }",
+            "m { flatten dense(out = 5) }",
+            "epochs = 1",
+            &format!("{attack}\nmetrics {{ clean_accuracy robust_accuracy }}"),
+        )
+    };
+    let msg = expect(
+        &five("attack apgd_t { eps = 0.1  targets = 5 }"),
+        Code::Incompatible,
+        Severity::Error,
+        "5",
+    );
+    assert!(msg.contains("at most 4"), "{msg}");
+    // Left out, targets is min(9, classes - 1), as AutoAttack's.
+    let exp = clean(&five("attack apgd_t { eps = 0.1 }"));
+    assert!(
+        matches!(exp.attacks[0].attack, salient_ir::Attack::ApgdT { targets: 4, .. }),
+        "{:?}",
+        exp.attacks[0].attack
+    );
+}
+
+#[test]
+fn fab_t_with_more_targets_than_other_classes_is_an_error() {
+    let msg = expect(
+        &two_classes("attack fab { eps = 0.1  targets = 3 }"),
+        Code::Incompatible,
+        Severity::Error,
+        "3",
+    );
+    assert!(msg.contains("has 2 classes") && msg.contains("at most 1"), "{msg}");
+    clean(&two_classes("attack fab { eps = 0.1  targets = 1 }"));
+}
+
+#[test]
+fn autoattack_components_needing_dlr_on_too_few_classes_are_an_error() {
+    // The standard version includes APGD-T.
+    let msg = expect(
+        &two_classes("attack autoattack { eps = 0.1 }"),
+        Code::Incompatible,
+        Severity::Error,
+        "attack autoattack",
+    );
+    assert!(msg.contains("`apgd_t`") && msg.contains("has 2"), "{msg}");
+    expect(
+        &two_classes("attack autoattack { eps = 0.1  components = (apgd_ce, apgd_dlr) }"),
+        Code::Incompatible,
+        Severity::Error,
+        "(apgd_ce, apgd_dlr)",
+    );
+    clean(&two_classes(
+        "attack autoattack { eps = 0.1  components = (apgd_ce, fab_t, square) }",
+    ));
+}

@@ -246,10 +246,95 @@ fn steps(ctx: &mut Ctx, s: &Settings, default: usize) -> usize {
     steps
 }
 
-/// `targets`: 1 .. 999, default 9 (AutoAttack's).
-fn targets(ctx: &mut Ctx, s: &Settings) -> usize {
+/// `targets`: 1 .. 999, default 9 (AutoAttack's), or `classes - 1` when the model has fewer
+/// than 10 classes (as AutoAttack's `min(9, classes - 1)`).
+fn targets(ctx: &mut Ctx, s: &Settings, classes: Option<usize>) -> usize {
+    let default = classes.map_or(9, |c| c.saturating_sub(1).clamp(1, 9));
     s.whole(ctx, "targets")
-        .map_or(9, |v| ctx.whole_between("targets", v, 1, 999))
+        .map_or(default, |v| ctx.whole_between("targets", v, 1, 999))
+}
+
+/// What the attacks need of the model's class count (the engine refuses the rest): the DLR loss
+/// divides by `z_pi1 - z_pi3`, so at least 3 classes; the targeted DLR of APGD-T by
+/// `z_pi1 - (z_pi3 + z_pi4) / 2`, so at least 4; targeted attacks (APGD-T, FAB-T) take at most
+/// `classes - 1` target classes.
+fn check_classes(ctx: &mut Ctx, attack: &Attack, s: &Settings, classes: usize) {
+    let need = |ctx: &mut Ctx, span: Span, what: &str, min: usize, why: &str, help: &str| {
+        if classes < min {
+            ctx.push(
+                Diagnostic::new(
+                    Code::Incompatible,
+                    span,
+                    format!("{what} needs at least {min} classes, but the model has {classes}"),
+                )
+                .with_label(format!("needs {min}+ classes"))
+                .with_help(format!("{why}; {help}")),
+            );
+        }
+    };
+    let too_many_targets = |ctx: &mut Ctx, targets: usize, what: &str| {
+        if targets > classes.saturating_sub(1) {
+            ctx.push(
+                Diagnostic::new(
+                    Code::Incompatible,
+                    s.span_of("targets"),
+                    format!(
+                        "{what} asks for {targets} target classes, but the model has {classes} classes, so at most {} besides the true one",
+                        classes.saturating_sub(1)
+                    ),
+                )
+                .with_label("too many targets")
+                .with_help(format!("write `targets = {}` or fewer", classes.saturating_sub(1).max(1))),
+            );
+        }
+    };
+    const DLR: &str = "the DLR loss divides by z_pi1 - z_pi3 (the largest minus the third largest logit)";
+    const DLR_T: &str =
+        "the targeted DLR loss divides by z_pi1 - (z_pi3 + z_pi4) / 2 (the largest minus the mean of the third and fourth largest logits)";
+    match attack {
+        Attack::Apgd {
+            loss: ApgdLoss::Dlr,
+            ..
+        } => need(
+            ctx,
+            s.span_of("loss"),
+            "APGD with `loss = dlr`",
+            3,
+            DLR,
+            "use `loss = ce`",
+        ),
+        Attack::ApgdT { targets, .. } => {
+            need(ctx, s.owner, "`apgd_t`", 4, DLR_T, "use `apgd` with `loss = ce`");
+            if classes >= 4 {
+                too_many_targets(ctx, *targets, "`apgd_t`");
+            }
+        }
+        Attack::Fab { targets, .. } if *targets > 0 => {
+            too_many_targets(ctx, *targets, "`fab` (targeted)")
+        }
+        Attack::AutoAttack { components, .. } => {
+            let at = if s.get("components").is_some() {
+                s.span_of("components")
+            } else if s.get("version").is_some() {
+                s.span_of("version")
+            } else {
+                s.owner
+            };
+            let listed = s.get("components").is_some();
+            let pick = if listed {
+                "leave it out of `components`"
+            } else {
+                "list the others, e.g. `components = (apgd_ce, fab_t, square)`"
+            };
+            if components.contains(&AutoAttackComponent::ApgdDlr) {
+                need(ctx, at, "AutoAttack's `apgd_dlr`", 3, DLR, pick);
+            }
+            if components.contains(&AutoAttackComponent::ApgdT) {
+                need(ctx, at, "AutoAttack's `apgd_t`", 4, DLR_T, pick);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `curve = (e1, e2, ...)`: the eps points of a minimum-norm attack, positive and increasing.
@@ -335,7 +420,7 @@ fn components(ctx: &mut Ctx, s: &Settings) -> Vec<AutoAttackComponent> {
 }
 
 /// The IR of one `attack KIND { ... }` at one sweep point.
-fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings) -> Attack {
+fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings, classes: Option<usize>) -> Attack {
     let norm = if kind == AttackKind::Cw && s.get("norm").is_none() {
         Norm::L2
     } else {
@@ -383,7 +468,7 @@ fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings) -> Attack {
             eps: attack_eps(ctx, s, norm),
             steps: steps(ctx, s, 100),
             restarts: restarts(ctx, s),
-            targets: targets(ctx, s),
+            targets: targets(ctx, s, classes),
         },
         AttackKind::Square => {
             let eps = attack_eps(ctx, s, norm);
@@ -482,7 +567,9 @@ fn lower_attack(ctx: &mut Ctx, kind: AttackKind, s: &Settings) -> Attack {
     }
 }
 
-pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
+/// The attacks; `classes` (the data's, which every model outputs) when known, to check what
+/// the attacks need of it.
+pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl], classes: Option<usize>) -> Attacks {
     let names = AttackKind::names();
     let (specs, sweeps) = each_decl(
         ctx,
@@ -492,7 +579,10 @@ pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl]) -> Attacks {
         "attack pgd { eps = 0.3 }",
         |ctx, kind, s, named| {
             let kind = AttackKind::from_name(kind)?;
-            let attack = lower_attack(ctx, kind, s);
+            let attack = lower_attack(ctx, kind, s, classes);
+            if let Some(classes) = classes {
+                check_classes(ctx, &attack, s, classes);
+            }
             let l2_default = kind != AttackKind::Cw;
             let suffix = if !named && l2_default && attack.norm() == Norm::L2 {
                 vec!["l2".to_string()]

@@ -290,7 +290,11 @@ pub fn check_file(ctx: &mut Ctx, file: &File, parsed_cleanly: bool) -> Option<Ex
     let regimes = regime::lower_all(ctx, regime_decls, data.as_ref());
 
     // evaluation
-    let attacks = evaluate::lower_attacks(ctx, sections.all("attack"));
+    let attacks = evaluate::lower_attacks(
+        ctx,
+        sections.all("attack"),
+        data.as_ref().map(|d| d.classes),
+    );
     let saliency = evaluate::lower_saliency(ctx, sections.all("saliency"));
     let metrics_decl = sections.single(ctx, "metrics");
     let metrics = metrics::lower_metrics(
