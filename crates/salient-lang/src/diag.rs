@@ -119,6 +119,8 @@ pub enum Code {
     NoOpLayer,
     /// W007: a model that is defined but never trained.
     UnusedModel,
+    /// W008: attacks are declared but `metrics` lacks `robust_accuracy`, so none is run.
+    AttacksNotMeasured,
 }
 
 impl Code {
@@ -157,6 +159,7 @@ impl Code {
             TooManySamples => "salient::W005",
             NoOpLayer => "salient::W006",
             UnusedModel => "salient::W007",
+            AttacksNotMeasured => "salient::W008",
         }
     }
 
@@ -171,6 +174,7 @@ impl Code {
                 | Code::UndefinedModel
                 | Code::UnknownModelLayer
                 | Code::UnusedModel
+                | Code::AttacksNotMeasured
         )
     }
 

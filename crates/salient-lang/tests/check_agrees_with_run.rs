@@ -328,3 +328,45 @@ fn autoattack_components_needing_dlr_on_too_few_classes_are_an_error() {
         "attack autoattack { eps = 0.1  components = (apgd_ce, fab_t, square) }",
     ));
 }
+
+// 5. Regime layers and attacks the engine would skip.
+
+#[test]
+fn a_sensitivity_layer_inside_a_residual_block_is_an_error() {
+    let model = "r { conv(out = 4, kernel = 3, padding = 1) relu \
+                 residual(body = (conv(out = 4, kernel = 3, padding = 1), relu)) \
+                 flatten dense(out = 10) }";
+    let src = format!(
+        "experiment t\n{DATA}\nmodel {model}\ntrain {{ epochs = 1 }}\n\
+         regime sensitivity {{ layers = (relu2) }}\n"
+    );
+    let msg = expect(&src, Code::UnknownModelLayer, Severity::Error, "relu2");
+    assert!(msg.contains("residual block `residual1`"), "{msg}");
+    // The block itself, and top-level layers, are accepted.
+    let ok = src.replace("layers = (relu2)", "layers = (relu1, residual1)");
+    clean(&ok);
+}
+
+#[test]
+fn attacks_without_robust_accuracy_are_a_warning() {
+    let src = spec(
+        DATA,
+        MODEL,
+        "epochs = 1",
+        "attack pgd { eps = 0.1 }\nmetrics { clean_accuracy }",
+    );
+    let msg = expect(&src, Code::AttacksNotMeasured, Severity::Warning, "metrics");
+    assert!(msg.contains("no attack will run"), "{msg}");
+    let out = check("t.exp", &src);
+    let help = out.diagnostics[0].help.clone().unwrap_or_default();
+    assert!(help.contains("add `robust_accuracy`"), "{help}");
+    // Without a `metrics` section the default includes robust_accuracy.
+    clean(&spec(DATA, MODEL, "epochs = 1", "attack pgd { eps = 0.1 }"));
+}
+
+#[test]
+fn an_attack_of_a_billion_steps_stays_a_warning() {
+    let src = spec(DATA, MODEL, "epochs = 1", "attack pgd { eps = 0.1  steps = 1000000000 }");
+    expect(&src, Code::ManySteps, Severity::Warning, "1000000000");
+    assert!(check("t.exp", &src).is_ok());
+}

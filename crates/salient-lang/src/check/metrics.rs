@@ -204,6 +204,19 @@ pub fn lower_metrics(
         }
         out.push(metric);
     }
+    // The engine runs the attacks to measure `robust_accuracy` only: without it they are
+    // counted in the summary but never run.
+    if has_attacks && !seen.iter().any(|(n, _)| *n == MetricKind::RobustAccuracy.name()) {
+        ctx.push(
+            Diagnostic::new(
+                Code::AttacksNotMeasured,
+                d.head_span(),
+                "attacks are declared, but `metrics` has no `robust_accuracy`: no attack will run",
+            )
+            .with_label("no `robust_accuracy` here")
+            .with_help("add `robust_accuracy` to `metrics`, or remove the `attack` sections"),
+        );
+    }
     out
 }
 

@@ -189,10 +189,41 @@ fn check_sensitivity_layers(
             let Some(def) = models.get(model) else {
                 continue;
             };
-            let mut names = Vec::new();
-            layer_names(&def.layers, &mut names);
+            // The regime taps top-level layers only (the engine's sensitivity regime reads the
+            // outputs of `Network`'s top-level layers); a layer of a residual body cannot be
+            // regularised.
+            let names: Vec<String> = def.layers.iter().map(|l| l.name.clone()).collect();
+            let mut all = Vec::new();
+            layer_names(&def.layers, &mut all);
             for l in &r.layer_refs {
                 if names.contains(&l.name) {
+                    continue;
+                }
+                if all.contains(&l.name) {
+                    let block = def
+                        .layers
+                        .iter()
+                        .find(|top| {
+                            let mut inner = Vec::new();
+                            layer_names(std::slice::from_ref(*top), &mut inner);
+                            inner.contains(&l.name)
+                        })
+                        .map_or_else(|| "a residual block".to_string(), |b| format!("`{}`", b.name));
+                    ctx.push(
+                        Diagnostic::new(
+                            Code::UnknownModelLayer,
+                            l.span,
+                            format!(
+                                "layer `{}` of model `{model}` is inside the residual block {block}; the sensitivity regime regularises top-level layers only",
+                                l.name
+                            ),
+                        )
+                        .with_label("inside a residual block")
+                        .with_help(format!(
+                            "name a top-level layer, e.g. the block itself ({block}) or one of: {}",
+                            names.join(", ")
+                        )),
+                    );
                     continue;
                 }
                 let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
