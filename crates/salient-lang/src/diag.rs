@@ -105,6 +105,8 @@ pub enum Code {
     SweepNotAllowed,
     /// E071: a malformed sweep (empty, nested, duplicate values, too large a grid).
     BadSweep,
+    /// E072: a training run's estimated memory exceeds the ceiling (`train { max_memory }`).
+    MemoryLimit,
     /// W001: an eps above 0.5 on [0, 1] images.
     LargeEps,
     /// W002: a learning rate that is probably too large for the optimizer.
@@ -152,6 +154,7 @@ impl Code {
             ResidualShape => "salient::E062",
             SweepNotAllowed => "salient::E070",
             BadSweep => "salient::E071",
+            MemoryLimit => "salient::E072",
             LargeEps => "salient::W001",
             LargeLr => "salient::W002",
             LargeMask => "salient::W003",

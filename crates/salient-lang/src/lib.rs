@@ -23,9 +23,10 @@ pub mod parse;
 pub mod suggest;
 
 pub use check::metrics::MetricKind;
+pub use check::memory::{human as human_bytes, training_memory, MemoryEstimate, DEFAULT_MAX_MEMORY_GIB};
 pub use check::runs::MAX_RUN_ID;
-pub use parse::MAX_IDENT;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
+pub use parse::MAX_IDENT;
 use salient_ir::Experiment;
 
 /// The result of checking one file.

@@ -370,3 +370,75 @@ fn an_attack_of_a_billion_steps_stays_a_warning() {
     expect(&src, Code::ManySteps, Severity::Warning, "1000000000");
     assert!(check("t.exp", &src).is_ok());
 }
+
+// 6. Memory: what a training run holds, estimated from the IR's shapes.
+
+#[test]
+fn ten_billion_parameters_are_a_memory_error_at_the_model() {
+    let model = "big { flatten dense(out = 100000) relu dense(out = 100000) relu dense(out = 10) }";
+    let msg = expect(
+        &spec(DATA, model, "epochs = 1", ""),
+        Code::MemoryLimit,
+        Severity::Error,
+        "big",
+    );
+    assert!(msg.contains("the limit is 32 GiB"), "{msg}");
+}
+
+#[test]
+fn a_4096_by_4096_synthetic_input_is_a_memory_error() {
+    let data = "data synthetic { shape = (1, 4096, 4096)  classes = 10 }";
+    let src = spec(data, MODEL, "epochs = 1  batch = 1", "eval { batch = 1 }");
+    // 1500 images of 16.8M pixels in f32: about 94 GiB of data.
+    let msg = expect(&src, Code::MemoryLimit, Severity::Error, "data synthetic");
+    assert!(msg.contains("data 93.8 GiB"), "{msg}");
+}
+
+#[test]
+fn activations_times_the_batch_are_a_memory_error_at_the_batch() {
+    // A small model (338k parameters) on 3x128x128 whose activations (input, conv, relu, conv:
+    // (3 + 3 x 32) x 128 x 128 values, then 2 x 32 x 32 x 32 and 10) need 2 x 4 B x 1.69M =
+    // 12.9 MiB per example: at batch 4096, 51.5 GiB.
+    let data = "data synthetic { shape = (3, 128, 128)  classes = 10  train = 64  test = 32 }";
+    let model = "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) \
+                 maxpool(size = 4) flatten dense(out = 10) }";
+    let src = spec(data, model, "epochs = 1  batch = 4096", "");
+    let msg = expect(&src, Code::MemoryLimit, Severity::Error, "4096");
+    assert!(msg.contains("activations"), "{msg}");
+    // The same at batch 64 fits.
+    clean(&spec(data, model, "epochs = 1  batch = 64", "eval { batch = 64 }"));
+    // And `max_memory` raises the ceiling.
+    clean(&spec(data, model, "epochs = 1  batch = 4096  max_memory = 128", ""));
+}
+
+#[test]
+fn max_memory_cannot_be_swept_and_is_not_in_run_ids() {
+    let src = spec(DATA, MODEL, "epochs = 1  max_memory = [8, 16]", "");
+    expect(&src, Code::SweepNotAllowed, Severity::Error, "[8, 16]");
+    let exp = clean(&spec(DATA, MODEL, "epochs = 1  max_memory = 8", ""));
+    assert_eq!(exp.runs[0].id, "m-standard-seed0");
+    expect(
+        &spec(DATA, MODEL, "epochs = 1  max_memory = 0", ""),
+        Code::OutOfRange,
+        Severity::Error,
+        "0",
+    );
+}
+
+#[test]
+fn the_memory_estimate_adds_its_parts() {
+    let exp = clean(&spec(DATA, MODEL, "epochs = 1  batch = 32", "eval { batch = 100 }"));
+    let est = salient_lang::training_memory(&exp, &exp.runs[0]).expect("estimate");
+    // 64 -> 10 dense: 650 parameters; adam keeps two states.
+    assert_eq!(est.weights, 4.0 * 650.0);
+    assert_eq!(est.gradients, 4.0 * 650.0);
+    assert_eq!(est.optimizer, 8.0 * 650.0);
+    // Input 64, flatten 64, dense 10: 138 values, kept and differentiated.
+    assert_eq!(est.per_example, 2.0 * 4.0 * 138.0);
+    assert_eq!(est.batch, 100);
+    assert_eq!(est.data, 4.0 * 64.0 * 96.0);
+    assert_eq!(
+        est.total,
+        est.weights + est.gradients + est.optimizer + est.activations + est.data
+    );
+}

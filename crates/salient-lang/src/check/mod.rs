@@ -5,6 +5,7 @@
 
 mod data;
 mod evaluate;
+pub(crate) mod memory;
 pub(crate) mod metrics;
 mod model;
 pub(crate) mod reader;
@@ -333,7 +334,8 @@ pub fn check_file(ctx: &mut Ctx, file: &File, parsed_cleanly: bool) -> Option<Ex
     if ctx.has_errors() {
         return None;
     }
-    Some(Experiment {
+    let model_spans = models.names.clone();
+    let exp = Experiment {
         name: name?,
         data: data?,
         models: models.defs.into_iter().flatten().collect(),
@@ -344,5 +346,34 @@ pub fn check_file(ctx: &mut Ctx, file: &File, parsed_cleanly: bool) -> Option<Ex
         eval,
         report,
         sweeps,
+    };
+    // What one training run holds in memory, against the ceiling (E072).
+    let train_decl = sections.all("train").first().copied();
+    let spans = memory::Spans {
+        models: model_spans,
+        data: sections
+            .all("data")
+            .first()
+            .map_or(anchor, |d| d.head_span()),
+        batch: setting_span(train_decl, "batch")
+            .or_else(|| train_decl.map(|d| d.head_span()))
+            .unwrap_or(anchor),
+        eval_batch: setting_span(eval_decl, "batch"),
+    };
+    let max_memory = train
+        .as_ref()
+        .map_or(memory::DEFAULT_MAX_MEMORY_GIB, |t| t.max_memory);
+    memory::check(ctx, &exp, &spans, max_memory);
+    if ctx.has_errors() {
+        return None;
+    }
+    Some(exp)
+}
+
+/// The span of the value of setting `key` in `decl`'s body, when written.
+fn setting_span(decl: Option<&Decl>, key: &str) -> Option<Span> {
+    decl?.body.as_ref()?.entries.iter().find_map(|e| match e {
+        crate::ast::Entry::Setting(s) if s.key.name == key => Some(s.value.span),
+        _ => None,
     })
 }

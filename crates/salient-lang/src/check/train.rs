@@ -7,6 +7,7 @@ use super::Ctx;
 use crate::ast::{Decl, Entry, Setting};
 use crate::diag::{Code, Diagnostic, Span};
 use crate::suggest;
+use super::memory::DEFAULT_MAX_MEMORY_GIB;
 use salient_ir::{Optimizer, Schedule, TrainConfig};
 
 const KEYS: &[&str] = &[
@@ -18,6 +19,7 @@ const KEYS: &[&str] = &[
     "epochs",
     "batch",
     "seed",
+    "max_memory",
 ];
 pub const OPTIMIZERS: &[&str] = &["sgd", "adam", "adadelta"];
 pub const SCHEDULES: &[&str] = &["constant", "step", "cosine"];
@@ -34,6 +36,9 @@ pub struct TrainPoint {
 pub struct TrainDecl {
     pub axes: Vec<Axis>,
     pub points: Vec<TrainPoint>,
+    /// The ceiling on a run's estimated memory, in GiB (`max_memory`; a check-time setting,
+    /// not part of the IR).
+    pub max_memory: f64,
 }
 
 pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
@@ -41,9 +46,22 @@ pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
         return TrainDecl {
             axes: Vec::new(),
             points: Vec::new(),
+            max_memory: DEFAULT_MAX_MEMORY_GIB,
         };
     };
     let (axes, grid) = sweep::expand(ctx, "train", "`train`", body, true);
+    if let Some(a) = axes.iter().find(|a| a.key == "max_memory") {
+        ctx.push(
+            Diagnostic::new(
+                Code::SweepNotAllowed,
+                a.span,
+                "`max_memory` is a limit of the check, not a training setting: it cannot be swept",
+            )
+            .with_label("list here")
+            .with_help("give one number of GiB, e.g. `max_memory = 64`"),
+        );
+    }
+    let mut max_memory = DEFAULT_MAX_MEMORY_GIB;
     let mut points = Vec::new();
     for p in &grid {
         let settings: Vec<&Setting> = p
@@ -167,9 +185,13 @@ pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
             .whole(ctx, "batch")
             .map_or(128, |v| ctx.whole_between("batch", v, 1, 1 << 20));
         let seed = s.whole(ctx, "seed").map_or(0, |(v, _)| v);
+        if let Some(v) = s.num(ctx, "max_memory") {
+            max_memory = ctx.positive("max_memory", v);
+        }
         let values = p
             .values(&axes)
             .into_iter()
+            .filter(|(k, _)| *k != "max_memory")
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         points.push(TrainPoint {
@@ -186,7 +208,11 @@ pub fn lower(ctx: &mut Ctx, d: &Decl, models: &[(String, Span)]) -> TrainDecl {
             values,
         });
     }
-    TrainDecl { axes, points }
+    TrainDecl {
+        axes,
+        points,
+        max_memory,
+    }
 }
 
 /// Largest finite f32, as f64: the engine trains in f32, so a step size above this becomes
