@@ -141,12 +141,11 @@ fn warnings_alone_exit_0() {
 
 /// `experiment t`, a small synthetic data set, `model`, `train`, `regime standard`, `extra`.
 fn hostile_spec(data: &str, model: &str, train: &str, extra: &str) -> String {
-    format!(
-        "experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n"
-    )
+    format!("experiment t\n{data}\nmodel {model}\ntrain {{ {train} }}\nregime standard\n{extra}\n")
 }
 
-const SMALL_DATA: &str = "data synthetic { shape = (1, 8, 8)  classes = 10  train = 64  test = 32 }";
+const SMALL_DATA: &str =
+    "data synthetic { shape = (1, 8, 8)  classes = 10  train = 64  test = 32 }";
 
 /// Check `text` through the binary and assert exit 1 with `code` reported.
 fn check_rejects(name: &str, text: &str, code: &str) {
@@ -193,7 +192,12 @@ fn an_unknown_string_escape_is_rejected() {
 fn a_byte_order_mark_at_the_start_is_accepted() {
     let text = format!(
         "\u{feff}{}",
-        hostile_spec(SMALL_DATA, "m { flatten dense(out = 10) }", "epochs = 1", "")
+        hostile_spec(
+            SMALL_DATA,
+            "m { flatten dense(out = 10) }",
+            "epochs = 1",
+            ""
+        )
     );
     let path = tmp_file("bom.exp", &text);
     let out = salient(&["check", path.to_str().expect("utf-8")]);
@@ -203,4 +207,127 @@ fn a_byte_order_mark_at_the_start_is_accepted() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn values_run_refuses_are_check_errors() {
+    let m10 = "m { flatten dense(out = 10) }";
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "lr.exp",
+            hostile_spec(SMALL_DATA, m10, "epochs = 1  lr = 1e308", ""),
+            "salient::E021",
+        ),
+        (
+            "classes.exp",
+            hostile_spec(
+                "data synthetic { shape = (1, 8, 8)  classes = 100000 }",
+                "m { flatten dense(out = 100000) }",
+                "epochs = 1",
+                "",
+            ),
+            "salient::E021",
+        ),
+        (
+            "idx3.exp",
+            hostile_spec(
+                "data idx { dir = \"data/x\"  shape = (3, 32, 32)  classes = 10 }",
+                m10,
+                "epochs = 1",
+                "",
+            ),
+            "salient::E022",
+        ),
+        (
+            "dlr2.exp",
+            hostile_spec(
+                "data synthetic { shape = (1, 8, 8)  classes = 2 }",
+                "m { flatten dense(out = 2) }",
+                "epochs = 1",
+                "attack apgd { eps = 0.1  loss = dlr }",
+            ),
+            "salient::E022",
+        ),
+        (
+            "sens_residual.exp",
+            hostile_spec(
+                SMALL_DATA,
+                "r { conv(out = 4, kernel = 3, padding = 1) relu residual(body = (conv(out = 4, kernel = 3, padding = 1), relu)) flatten dense(out = 10) }",
+                "epochs = 1",
+                "regime sensitivity as s { layers = (relu2) }",
+            ),
+            "salient::E051",
+        ),
+        (
+            "params10b.exp",
+            hostile_spec(
+                SMALL_DATA,
+                "big { flatten dense(out = 100000) relu dense(out = 100000) relu dense(out = 10) }",
+                "epochs = 1",
+                "",
+            ),
+            "salient::E072",
+        ),
+        (
+            "input4096.exp",
+            hostile_spec(
+                "data synthetic { shape = (1, 4096, 4096)  classes = 10 }",
+                m10,
+                "epochs = 1  batch = 1",
+                "eval { batch = 1 }",
+            ),
+            "salient::E072",
+        ),
+        (
+            "activations.exp",
+            hostile_spec(
+                "data synthetic { shape = (3, 128, 128)  classes = 10  train = 64  test = 32 }",
+                "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) maxpool(size = 4) flatten dense(out = 10) }",
+                "epochs = 1  batch = 4096",
+                "",
+            ),
+            "salient::E072",
+        ),
+    ];
+    for (name, text, code) in &cases {
+        check_rejects(name, text, code);
+    }
+}
+
+#[test]
+fn run_refuses_a_spec_over_the_memory_limit_before_allocating() {
+    // Was: "memory allocation of N bytes failed", exit 134, after generating the data.
+    let text = hostile_spec(
+        "data synthetic { shape = (1, 4096, 4096)  classes = 10 }",
+        "m { flatten dense(out = 10) }",
+        "epochs = 1  batch = 1",
+        "eval { batch = 1 }",
+    );
+    let path = tmp_file("run_memory.exp", &text);
+    let out_dir = path.with_extension("out");
+    let out = salient(&[
+        "run",
+        path.to_str().expect("utf-8"),
+        "--out",
+        out_dir.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("salient::E072"), "{stderr}");
+}
+
+#[test]
+fn attacks_without_robust_accuracy_warn_with_help() {
+    let text = hostile_spec(
+        SMALL_DATA,
+        "m { flatten dense(out = 10) }",
+        "epochs = 1",
+        "attack pgd { eps = 0.1 }\nmetrics { clean_accuracy }",
+    );
+    let path = tmp_file("no_robust.exp", &text);
+    let out = salient(&["check", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("salient::W008"), "{stderr}");
+    assert!(stderr.contains("add `robust_accuracy`"), "{stderr}");
 }
