@@ -22,8 +22,10 @@ pub mod diag;
 pub mod parse;
 pub mod suggest;
 
+pub use check::memory::{
+    human as human_bytes, training_memory, MemoryEstimate, DEFAULT_MAX_MEMORY_GIB,
+};
 pub use check::metrics::MetricKind;
-pub use check::memory::{human as human_bytes, training_memory, MemoryEstimate, DEFAULT_MAX_MEMORY_GIB};
 pub use check::runs::MAX_RUN_ID;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
 pub use parse::MAX_IDENT;

@@ -55,7 +55,11 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
     // Each pest call costs time linear in the remaining input (it indexes lines), so read as many
     // declarations as possible per call: the calls number one plus two per syntax error.
     // A byte-order mark at the start is not part of the text (spans still count its bytes).
-    let mut pos = if source.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut pos = if source.starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
+    };
     let mut errors = 0;
     while pos < source.len() {
         let rest = &source[pos..];
@@ -539,9 +543,9 @@ impl Converter<'_> {
             Rule::string => {
                 let inner = p.into_inner().next();
                 let raw = inner.as_ref().map_or("", |s| s.as_str());
-                let raw_start = inner.as_ref().map_or(span.start, |s| {
-                    self.offset + s.as_span().start()
-                });
+                let raw_start = inner
+                    .as_ref()
+                    .map_or(span.start, |s| self.offset + s.as_span().start());
                 match unescape(raw) {
                     Ok(text) => ValueKind::Str(text),
                     Err((at, len)) => {

@@ -253,7 +253,10 @@ fn apgd_dlr_on_two_classes_is_an_error_naming_the_class_count() {
         Severity::Error,
         "dlr",
     );
-    assert!(msg.contains("at least 3 classes") && msg.contains("has 2"), "{msg}");
+    assert!(
+        msg.contains("at least 3 classes") && msg.contains("has 2"),
+        "{msg}"
+    );
     // Three classes are enough for DLR.
     clean(&spec(
         "data synthetic { shape = (1, 8, 8)  classes = 3 }",
@@ -271,7 +274,10 @@ fn apgd_t_needs_four_classes_and_at_most_classes_minus_one_targets() {
         Severity::Error,
         "attack apgd_t",
     );
-    assert!(msg.contains("at least 4 classes") && msg.contains("has 2"), "{msg}");
+    assert!(
+        msg.contains("at least 4 classes") && msg.contains("has 2"),
+        "{msg}"
+    );
     let five = |attack: &str| {
         spec(
             "data synthetic { shape = (1, 8, 8)  classes = 5 }",
@@ -290,7 +296,10 @@ fn apgd_t_needs_four_classes_and_at_most_classes_minus_one_targets() {
     // Left out, targets is min(9, classes - 1), as AutoAttack's.
     let exp = clean(&five("attack apgd_t { eps = 0.1 }"));
     assert!(
-        matches!(exp.attacks[0].attack, salient_ir::Attack::ApgdT { targets: 4, .. }),
+        matches!(
+            exp.attacks[0].attack,
+            salient_ir::Attack::ApgdT { targets: 4, .. }
+        ),
         "{:?}",
         exp.attacks[0].attack
     );
@@ -304,7 +313,10 @@ fn fab_t_with_more_targets_than_other_classes_is_an_error() {
         Severity::Error,
         "3",
     );
-    assert!(msg.contains("has 2 classes") && msg.contains("at most 1"), "{msg}");
+    assert!(
+        msg.contains("has 2 classes") && msg.contains("at most 1"),
+        "{msg}"
+    );
     clean(&two_classes("attack fab { eps = 0.1  targets = 1 }"));
 }
 
@@ -366,7 +378,12 @@ fn attacks_without_robust_accuracy_are_a_warning() {
 
 #[test]
 fn an_attack_of_a_billion_steps_stays_a_warning() {
-    let src = spec(DATA, MODEL, "epochs = 1", "attack pgd { eps = 0.1  steps = 1000000000 }");
+    let src = spec(
+        DATA,
+        MODEL,
+        "epochs = 1",
+        "attack pgd { eps = 0.1  steps = 1000000000 }",
+    );
     expect(&src, Code::ManySteps, Severity::Warning, "1000000000");
     assert!(check("t.exp", &src).is_ok());
 }
@@ -400,15 +417,26 @@ fn activations_times_the_batch_are_a_memory_error_at_the_batch() {
     // (3 + 3 x 32) x 128 x 128 values, then 2 x 32 x 32 x 32 and 10) need 2 x 4 B x 1.69M =
     // 12.9 MiB per example: at batch 4096, 51.5 GiB.
     let data = "data synthetic { shape = (3, 128, 128)  classes = 10  train = 64  test = 32 }";
-    let model = "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) \
+    let model =
+        "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) \
                  maxpool(size = 4) flatten dense(out = 10) }";
     let src = spec(data, model, "epochs = 1  batch = 4096", "");
     let msg = expect(&src, Code::MemoryLimit, Severity::Error, "4096");
     assert!(msg.contains("activations"), "{msg}");
     // The same at batch 64 fits.
-    clean(&spec(data, model, "epochs = 1  batch = 64", "eval { batch = 64 }"));
+    clean(&spec(
+        data,
+        model,
+        "epochs = 1  batch = 64",
+        "eval { batch = 64 }",
+    ));
     // And `max_memory` raises the ceiling.
-    clean(&spec(data, model, "epochs = 1  batch = 4096  max_memory = 128", ""));
+    clean(&spec(
+        data,
+        model,
+        "epochs = 1  batch = 4096  max_memory = 128",
+        "",
+    ));
 }
 
 #[test]
@@ -427,7 +455,12 @@ fn max_memory_cannot_be_swept_and_is_not_in_run_ids() {
 
 #[test]
 fn the_memory_estimate_adds_its_parts() {
-    let exp = clean(&spec(DATA, MODEL, "epochs = 1  batch = 32", "eval { batch = 100 }"));
+    let exp = clean(&spec(
+        DATA,
+        MODEL,
+        "epochs = 1  batch = 32",
+        "eval { batch = 100 }",
+    ));
     let est = salient_lang::training_memory(&exp, &exp.runs[0]).expect("estimate");
     // 64 -> 10 dense: 650 parameters; adam keeps two states.
     assert_eq!(est.weights, 4.0 * 650.0);

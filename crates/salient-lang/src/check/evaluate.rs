@@ -288,7 +288,8 @@ fn check_classes(ctx: &mut Ctx, attack: &Attack, s: &Settings, classes: usize) {
             );
         }
     };
-    const DLR: &str = "the DLR loss divides by z_pi1 - z_pi3 (the largest minus the third largest logit)";
+    const DLR: &str =
+        "the DLR loss divides by z_pi1 - z_pi3 (the largest minus the third largest logit)";
     const DLR_T: &str =
         "the targeted DLR loss divides by z_pi1 - (z_pi3 + z_pi4) / 2 (the largest minus the mean of the third and fourth largest logits)";
     match attack {
@@ -304,7 +305,14 @@ fn check_classes(ctx: &mut Ctx, attack: &Attack, s: &Settings, classes: usize) {
             "use `loss = ce`",
         ),
         Attack::ApgdT { targets, .. } => {
-            need(ctx, s.owner, "`apgd_t`", 4, DLR_T, "use `apgd` with `loss = ce`");
+            need(
+                ctx,
+                s.owner,
+                "`apgd_t`",
+                4,
+                DLR_T,
+                "use `apgd` with `loss = ce`",
+            );
             if classes >= 4 {
                 too_many_targets(ctx, *targets, "`apgd_t`");
             }

@@ -16,8 +16,9 @@
 //! total       = the sum
 //! ```
 //!
-//! It is a lower bound of what the engine allocates (regimes that attack during training, and
-//! the allocator's slack, add to it), meant to catch the specs that cannot run at all. The
+//! It is an estimate, not a bound (regimes that attack during training and the allocator's
+//! slack add to it; an evaluation without attacks or saliency keeps fewer activations than it
+//! counts), meant to catch the specs that cannot run at all. The
 //! ceiling is [`DEFAULT_MAX_MEMORY_GIB`] GiB, raised or lowered with `train { max_memory = G }`.
 
 use super::Ctx;

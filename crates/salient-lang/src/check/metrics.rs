@@ -206,7 +206,11 @@ pub fn lower_metrics(
     }
     // The engine runs the attacks to measure `robust_accuracy` only: without it they are
     // counted in the summary but never run.
-    if has_attacks && !seen.iter().any(|(n, _)| *n == MetricKind::RobustAccuracy.name()) {
+    if has_attacks
+        && !seen
+            .iter()
+            .any(|(n, _)| *n == MetricKind::RobustAccuracy.name())
+    {
         ctx.push(
             Diagnostic::new(
                 Code::AttacksNotMeasured,

@@ -543,7 +543,8 @@ pub fn many_steps(ctx: &mut Ctx, a: &Settings, steps: usize) {
             )
             .with_label("more than 1000 steps")
             .with_help(
-                "PGD usually converges in 10 to 100 steps; use restarts for a stronger attack",
+                "PGD usually converges in 10 to 100 steps; use restarts for a stronger attack \
+                 (a long attack stops within one step on Ctrl-C or SIGTERM)",
             ),
         );
     }

@@ -208,7 +208,10 @@ fn check_sensitivity_layers(
                             layer_names(std::slice::from_ref(*top), &mut inner);
                             inner.contains(&l.name)
                         })
-                        .map_or_else(|| "a residual block".to_string(), |b| format!("`{}`", b.name));
+                        .map_or_else(
+                            || "a residual block".to_string(),
+                            |b| format!("`{}`", b.name),
+                        );
                     ctx.push(
                         Diagnostic::new(
                             Code::UnknownModelLayer,

@@ -1,13 +1,13 @@
 //! `train { ... }`: which models, the optimizer, learning rate and schedule, epochs, batch, seed.
 //! A list anywhere in `train` multiplies every training run.
 
+use super::memory::DEFAULT_MAX_MEMORY_GIB;
 use super::reader::{call_value, Settings};
 use super::sweep::{self, Axis};
 use super::Ctx;
 use crate::ast::{Decl, Entry, Setting};
 use crate::diag::{Code, Diagnostic, Span};
 use crate::suggest;
-use super::memory::DEFAULT_MAX_MEMORY_GIB;
 use salient_ir::{Optimizer, Schedule, TrainConfig};
 
 const KEYS: &[&str] = &[
