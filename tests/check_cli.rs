@@ -281,7 +281,7 @@ fn values_run_refuses_are_check_errors() {
         (
             "activations.exp",
             hostile_spec(
-                "data synthetic { shape = (3, 128, 128)  classes = 10  train = 64  test = 32 }",
+                "data synthetic { shape = (3, 128, 128)  classes = 10  train = 4096  test = 32 }",
                 "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) maxpool(size = 4) flatten dense(out = 10) }",
                 "epochs = 1  batch = 4096",
                 "",

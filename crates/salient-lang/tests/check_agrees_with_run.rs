@@ -416,7 +416,7 @@ fn activations_times_the_batch_are_a_memory_error_at_the_batch() {
     // A small model (338k parameters) on 3x128x128 whose activations (input, conv, relu, conv:
     // (3 + 3 x 32) x 128 x 128 values, then 2 x 32 x 32 x 32 and 10) need 2 x 4 B x 1.69M =
     // 12.9 MiB per example: at batch 4096, 51.5 GiB.
-    let data = "data synthetic { shape = (3, 128, 128)  classes = 10  train = 64  test = 32 }";
+    let data = "data synthetic { shape = (3, 128, 128)  classes = 10  train = 4096  test = 32 }";
     let model =
         "c { conv(out = 32, kernel = 3, padding = 1) relu conv(out = 32, kernel = 3, padding = 1) \
                  maxpool(size = 4) flatten dense(out = 10) }";
@@ -468,10 +468,22 @@ fn the_memory_estimate_adds_its_parts() {
     assert_eq!(est.optimizer, 8.0 * 650.0);
     // Input 64, flatten 64, dense 10: 138 values, kept and differentiated.
     assert_eq!(est.per_example, 2.0 * 4.0 * 138.0);
-    assert_eq!(est.batch, 100);
+    // The eval batch of 100 holds at most the 32 test examples: the train batch of 32 counts.
+    assert_eq!(est.batch, 32);
+    assert_eq!(est.activations, est.per_example * 32.0);
     assert_eq!(est.data, 4.0 * 64.0 * 96.0);
     assert_eq!(
         est.total,
         est.weights + est.gradients + est.optimizer + est.activations + est.data
     );
+    // A train batch of 128 holds at most the 64 training examples; plain SGD keeps no state.
+    let exp = clean(&spec(
+        DATA,
+        MODEL,
+        "epochs = 1  batch = 128  optimizer = sgd",
+        "eval { batch = 16 }",
+    ));
+    let est = salient_lang::training_memory(&exp, &exp.runs[0]).expect("estimate");
+    assert_eq!(est.batch, 64);
+    assert_eq!(est.optimizer, 0.0);
 }

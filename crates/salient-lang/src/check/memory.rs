@@ -5,6 +5,7 @@
 //!
 //! For a run of model `m` with `P` parameters, per-example activations `A` (the input plus every
 //! layer's output, residual bodies included, in f32), batch `B = max(train batch, eval batch)`
+//! (each at most the size of its set, when known)
 //! and a data set of `N` images of `c x h x w`, all in f32 (4 bytes):
 //!
 //! ```text
@@ -40,7 +41,8 @@ pub struct MemoryEstimate {
     pub optimizer: f64,
     /// Activations of one example (forward values and their gradients).
     pub per_example: f64,
-    /// The batch the activations are counted for: the larger of the train and eval batch.
+    /// The batch the activations are counted for: the larger of the train and eval batch, each
+    /// at most the examples of its set when their count is known.
     pub batch: usize,
     pub activations: f64,
     /// The training and test images, when their count is known (not for `idx` without
@@ -67,18 +69,22 @@ fn activation_elems(model: &ModelDef) -> f64 {
     model.input.numel() as f64 + walk(&model.layers)
 }
 
-/// Images the data set holds in memory: the given subset sizes, else the full sets' sizes.
-fn data_images(data: &DataSpec) -> f64 {
+/// Training and test images the data set holds in memory: the given subset sizes, else the
+/// full sets' sizes; `None` where the count is only in the files (`idx` without `train`/`test`).
+fn data_images(data: &DataSpec) -> (Option<usize>, Option<usize>) {
     let (train, test) = match &data.kind {
-        DataKind::Mnist | DataKind::FashionMnist => (60_000, 10_000),
+        DataKind::Mnist | DataKind::FashionMnist => (Some(60_000), Some(10_000)),
         DataKind::Cifar10 {
             train_files,
             test_files,
-        } => (10_000 * train_files.len(), 10_000 * test_files.len()),
-        DataKind::Idx => (0, 0),
-        DataKind::Synthetic { train, test, .. } => (*train, *test),
+        } => (
+            Some(10_000 * train_files.len()),
+            Some(10_000 * test_files.len()),
+        ),
+        DataKind::Idx => (None, None),
+        DataKind::Synthetic { train, test, .. } => (Some(*train), Some(*test)),
     };
-    (data.train.unwrap_or(train) + data.test.unwrap_or(test)) as f64
+    (data.train.or(train), data.test.or(test))
 }
 
 /// The estimate for `run` of `exp` (None when its model is not in `exp`).
@@ -95,13 +101,18 @@ pub fn training_memory(exp: &Experiment, run: &TrainRun) -> Option<MemoryEstimat
             }
         }
     };
-    let batch = run.train.batch.max(exp.eval.batch);
+    // A batch holds at most the examples there are.
+    let (n_train, n_test) = data_images(&exp.data);
+    let train_batch = n_train.map_or(run.train.batch, |n| run.train.batch.min(n));
+    let eval_batch = n_test.map_or(exp.eval.batch, |n| exp.eval.batch.min(n));
+    let batch = train_batch.max(eval_batch);
     let per_example = F32 * 2.0 * activation_elems(model);
     let weights = F32 * p;
     let gradients = F32 * p;
     let optimizer = F32 * p * states;
     let activations = per_example * batch as f64;
-    let data = F32 * exp.data.shape.numel() as f64 * data_images(&exp.data);
+    let images = (n_train.unwrap_or(0) + n_test.unwrap_or(0)) as f64;
+    let data = F32 * exp.data.shape.numel() as f64 * images;
     Some(MemoryEstimate {
         weights,
         gradients,
