@@ -230,6 +230,25 @@ pub fn summary(exp: &Experiment) -> String {
     if exp.runs.len() > 12 {
         s += &format!("    ... and {} more\n", exp.runs.len() - 12);
     }
+    // The largest run's estimated training memory (check refuses above `train { max_memory }`).
+    if let Some((run, m)) = exp
+        .runs
+        .iter()
+        .filter_map(|r| salient_lang::training_memory(exp, r).map(|m| (r, m)))
+        .reduce(|best, x| if x.1.total > best.1.total { x } else { best })
+    {
+        s += &format!(
+            "  memory (estimate, largest run {}): {} = weights {} + gradients {} + optimizer {} + activations {} (batch {}) + data {}\n",
+            run.id,
+            salient_lang::human_bytes(m.total),
+            salient_lang::human_bytes(m.weights),
+            salient_lang::human_bytes(m.gradients),
+            salient_lang::human_bytes(m.optimizer),
+            salient_lang::human_bytes(m.activations),
+            m.batch,
+            salient_lang::human_bytes(m.data),
+        );
+    }
     s
 }
 

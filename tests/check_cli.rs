@@ -47,6 +47,12 @@ fn valid_specs_exit_0_with_a_summary() {
         stdout.contains("3 training runs, 15 attack evaluations"),
         "{stdout}"
     );
+    // The quickstart CNN's largest run: weights 215,370 x 4 bytes = 841.3 KiB.
+    assert!(
+        stdout.contains("memory (estimate, largest run cnn-standard-seed0): ")
+            && stdout.contains("weights 841.3 KiB"),
+        "{stdout}"
+    );
 }
 
 #[test]
