@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub mod results;
+pub mod shape;
 use std::fmt;
 
 /// Version of the IR layout; stored in checkpoints so that a stale checkpoint is never reused.

@@ -11,7 +11,8 @@ use super::{check_form, Ctx, Part};
 use crate::ast::{Decl, Entry, Ident, Setting, Value, ValueKind};
 use crate::diag::{Code, Diagnostic, Span};
 use crate::suggest;
-use salient_ir::{DataSpec, Layer, LayerDef, ModelDef, Projection, Shape};
+use salient_ir::shape::{self, describe, ShapeError};
+use salient_ir::{DataSpec, Layer, LayerDef, ModelDef, Shape};
 use std::collections::HashMap;
 
 pub const LAYERS: &[&str] = &[
@@ -463,21 +464,34 @@ fn infer_seq(
     Some((out, shape))
 }
 
-fn shape_error(ctx: &mut Ctx, p: &Proto, name: &str, input: Shape, message: String, help: &str) {
+/// Report `err` (from [`salient_ir::shape`]) at layer `p` with the help that fits it.
+fn shape_error(ctx: &mut Ctx, p: &Proto, name: &str, input: Shape, err: &ShapeError) {
+    if let ShapeError::ResidualMismatch { .. } = err {
+        ctx.push(
+            Diagnostic::new(Code::ResidualShape, p.span, format!("{name}: {err}"))
+                .with_label("shortcut cannot match the body")
+                .with_help("a residual body may change channels and downsample by a stride (h' = (h - 1) / s + 1), and must keep images as images"),
+        );
+        return;
+    }
+    let help = match err {
+        ShapeError::NeedsImage { layer: "conv", .. } => "convolutions must come before `flatten`",
+        ShapeError::NeedsImage { .. } => "pooling must come before `flatten`",
+        ShapeError::NeedsFlat { .. } => "add `flatten` before this layer",
+        ShapeError::KernelTooLarge { .. } => {
+            "use a smaller kernel, more padding, or fewer pooling layers before it"
+        }
+        ShapeError::WindowTooLarge { .. } => "use a smaller window or remove this pooling layer",
+        ShapeError::ResidualMismatch { .. } => unreachable!("reported above"),
+    };
     ctx.push(
-        Diagnostic::new(Code::ShapeMismatch, p.span, format!("{name}: {message}"))
+        Diagnostic::new(Code::ShapeMismatch, p.span, format!("{name}: {err}"))
             .with_label(format!("input is {}", describe(input)))
             .with_help(help.to_string()),
     );
 }
 
-fn describe(s: Shape) -> String {
-    match s {
-        Shape::Image { .. } => format!("an image {s} (c x h x w)"),
-        Shape::Flat(n) => format!("a flat vector of {n}"),
-    }
-}
-
+/// Infer one layer with the shared rules of [`salient_ir::shape`]; diagnostics at `p`.
 fn infer_layer(
     ctx: &mut Ctx,
     p: &Proto,
@@ -486,161 +500,39 @@ fn infer_layer(
     counters: &mut HashMap<&'static str, usize>,
 ) -> Option<LayerDef> {
     let (output, params, kind) = match &p.layer {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let Shape::Image { c, h, w } = input else {
-                shape_error(
-                    ctx,
-                    p,
-                    &name,
-                    input,
-                    format!("`conv` needs an image input, but gets {}", describe(input)),
-                    "convolutions must come before `flatten`",
-                );
-                return None;
+        Layer::Residual { .. } => {
+            let (body, out) = infer_seq(ctx, &p.body, input, counters)?;
+            let body_params = body.iter().fold(0usize, |a, l| a.saturating_add(l.params));
+            let projection = match shape::residual_projection(input, out) {
+                Ok(pr) => pr,
+                Err(e) => {
+                    shape_error(ctx, p, &name, input, &e);
+                    return None;
+                }
             };
-            let (ph, pw) = (h + 2 * padding, w + 2 * padding);
-            if *kernel > ph || *kernel > pw {
-                shape_error(
-                    ctx,
-                    p,
-                    &name,
-                    input,
-                    format!("kernel {kernel}x{kernel} is larger than the padded input {ph}x{pw} (input {input}, padding {padding})"),
-                    "use a smaller kernel, more padding, or fewer pooling layers before it",
-                );
-                return None;
-            }
-            let o = Shape::Image {
-                c: *out,
-                h: (ph - kernel) / stride + 1,
-                w: (pw - kernel) / stride + 1,
+            let params = body_params.saturating_add(projection.map_or(0, |(_, n)| n));
+            let kind = Layer::Residual {
+                body,
+                projection: projection.map(|(pr, _)| pr),
             };
-            let params = kernel
-                .saturating_mul(*kernel)
-                .saturating_mul(c)
-                .saturating_mul(*out)
-                .saturating_add(*out);
-            (o, params, p.layer.clone())
+            (out, params, kind)
         }
-        Layer::MaxPool { size, stride } | Layer::AvgPool { size, stride } => {
-            let Shape::Image { c, h, w } = input else {
-                shape_error(
-                    ctx,
-                    p,
-                    &name,
-                    input,
-                    format!(
-                        "`{}` needs an image input, but gets {}",
-                        p.kind,
-                        describe(input)
-                    ),
-                    "pooling must come before `flatten`",
-                );
-                return None;
-            };
-            if *size > h || *size > w {
-                shape_error(
-                    ctx,
-                    p,
-                    &name,
-                    input,
-                    format!("window {size}x{size} is larger than the input {h}x{w}"),
-                    "use a smaller window or remove this pooling layer",
-                );
-                return None;
-            }
-            (
-                Shape::Image {
-                    c,
-                    h: (h - size) / stride + 1,
-                    w: (w - size) / stride + 1,
-                },
-                0,
-                p.layer.clone(),
-            )
-        }
-        Layer::Dense { out } => {
-            let Shape::Flat(n) = input else {
-                shape_error(
-                    ctx,
-                    p,
-                    &name,
-                    input,
-                    format!("`dense` needs a flat input, but gets {}", describe(input)),
-                    "add `flatten` before this layer",
-                );
-                return None;
-            };
-            (
-                Shape::Flat(*out),
-                n.saturating_mul(*out).saturating_add(*out),
-                p.layer.clone(),
-            )
-        }
-        Layer::Flatten => {
-            if let Shape::Flat(_) = input {
+        layer => {
+            if let (Layer::Flatten, Shape::Flat(_)) = (layer, input) {
                 ctx.push(
                     Diagnostic::new(Code::NoOpLayer, p.span, format!("{name}: the input is already flat ({input}); `flatten` does nothing here"))
                         .with_label("no effect")
                         .with_help("remove it"),
                 );
             }
-            (Shape::Flat(input.numel()), 0, p.layer.clone())
-        }
-        Layer::BatchNorm { .. } => {
-            let ch = match input {
-                Shape::Image { c, .. } => c,
-                Shape::Flat(n) => n,
-            };
-            (input, 2 * ch, p.layer.clone())
-        }
-        Layer::Residual { .. } => {
-            let (body, out) = infer_seq(ctx, &p.body, input, counters)?;
-            let body_params = body.iter().fold(0usize, |a, l| a.saturating_add(l.params));
-            let projection = if out == input {
-                None
-            } else {
-                match (input, out) {
-                    (
-                        Shape::Image { c, h, w },
-                        Shape::Image {
-                            c: oc,
-                            h: oh,
-                            w: ow,
-                        },
-                    ) => {
-                        match (1..=h.max(w))
-                            .find(|s| (h - 1) / s + 1 == oh && (w - 1) / s + 1 == ow)
-                        {
-                            Some(stride) => Some((Projection { out: oc, stride }, c * oc + oc)),
-                            None => {
-                                residual_error(ctx, p, &name, input, out);
-                                return None;
-                            }
-                        }
-                    }
-                    _ => {
-                        residual_error(ctx, p, &name, input, out);
-                        return None;
-                    }
+            match shape::layer_output(layer, input) {
+                Ok((out, params)) => (out, params, layer.clone()),
+                Err(e) => {
+                    shape_error(ctx, p, &name, input, &e);
+                    return None;
                 }
-            };
-            let params = body_params.saturating_add(projection.map_or(0, |(_, n)| n));
-            (
-                out,
-                params,
-                Layer::Residual {
-                    body,
-                    projection: projection.map(|(pr, _)| pr),
-                },
-            )
+            }
         }
-        _ => (input, 0, p.layer.clone()),
     };
     Some(LayerDef {
         name,
@@ -649,16 +541,4 @@ fn infer_layer(
         output,
         params,
     })
-}
-
-fn residual_error(ctx: &mut Ctx, p: &Proto, name: &str, input: Shape, out: Shape) {
-    ctx.push(
-        Diagnostic::new(
-            Code::ResidualShape,
-            p.span,
-            format!("{name}: the body turns {input} into {out}, and no 1x1 projection with a stride can match that"),
-        )
-        .with_label("shortcut cannot match the body")
-        .with_help("a residual body may change channels and downsample by a stride (h' = (h - 1) / s + 1), and must keep images as images"),
-    );
 }

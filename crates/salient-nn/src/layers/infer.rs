@@ -1,10 +1,14 @@
-//! Shape inference for hand-written models (tests, examples, benchmarks): the same rules as the
-//! checker in `salient-lang`, so a [`ModelDef`] can be built without the language crate.
+//! Models written by hand (tests, examples, benchmarks) as a [`ModelDef`] without the language
+//! crate: layer names and the walk over residual bodies here, every shape and parameter count
+//! from [`salient_ir::shape`], the functions the checker in `salient-lang` calls.
 //!
 //! Names are the kind plus its 1-based ordinal among layers of that kind in the whole model,
 //! depth-first (`conv1`, `relu2`, `residual1`, ...). Parameter counts: conv k*k*c_in*out + out,
-//! dense in*out + out, batchnorm 2*c, residual projection c_in*out (a bias-free 1x1 conv).
+//! dense in*out + out, batchnorm 2*c, residual projection c_in*out (a bias-free 1x1 conv); a
+//! residual's projection (its stride included) is derived from the body's shapes, as the checker
+//! derives it.
 
+use salient_ir::shape;
 use salient_ir::{Layer, LayerDef, ModelDef, Shape};
 use std::collections::HashMap;
 
@@ -56,10 +60,6 @@ fn infer_seq(
     Ok((defs, shape))
 }
 
-fn side(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
-    (k > 0 && s > 0 && n + 2 * p >= k).then(|| (n + 2 * p - k) / s + 1)
-}
-
 fn infer_one(
     input: Shape,
     kind: Layer,
@@ -68,70 +68,25 @@ fn infer_one(
     let count = counters.entry(kind_name(&kind)).or_insert(0);
     *count += 1;
     let name = format!("{}{}", kind_name(&kind), count);
-    let image = |what: &str| match input {
-        Shape::Image { c, h, w } => Ok((c, h, w)),
-        Shape::Flat(_) => Err(format!(
-            "{name}: {what} needs an image input, found {input}"
-        )),
-    };
     let (output, params, kind) = match kind {
-        Layer::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-        } => {
-            let (c, h, w) = image("conv")?;
-            let (Some(ho), Some(wo)) = (
-                side(h, kernel, stride, padding),
-                side(w, kernel, stride, padding),
-            ) else {
-                return Err(format!("{name}: kernel {kernel} does not fit {input}"));
-            };
-            (
-                Shape::Image {
-                    c: out,
-                    h: ho,
-                    w: wo,
-                },
-                kernel * kernel * c * out + out,
-                kind,
-            )
-        }
-        Layer::MaxPool { size, stride } | Layer::AvgPool { size, stride } => {
-            let (c, h, w) = image("pooling")?;
-            let (Some(ho), Some(wo)) = (side(h, size, stride, 0), side(w, size, stride, 0)) else {
-                return Err(format!("{name}: window {size} does not fit {input}"));
-            };
-            (Shape::Image { c, h: ho, w: wo }, 0, kind)
-        }
-        Layer::Dense { out } => match input {
-            Shape::Flat(n) => (Shape::Flat(out), n * out + out, kind),
-            _ => return Err(format!("{name}: dense needs a flat input, found {input}")),
-        },
-        Layer::Flatten => (Shape::Flat(input.numel()), 0, kind),
-        Layer::BatchNorm { .. } => {
-            let c = match input {
-                Shape::Image { c, .. } => c,
-                Shape::Flat(n) => n,
-            };
-            (input, 2 * c, kind)
-        }
-        Layer::Residual { body, projection } => {
+        Layer::Residual { body, .. } => {
             let kinds = body.into_iter().map(|d| d.kind).collect();
             let (body, out) = infer_seq(input, kinds, counters)?;
-            let mut params: usize = body.iter().map(|d| d.params).sum();
-            if let Some(p) = projection {
-                let (c, _, _) = image("a residual projection")?;
-                params += c * p.out;
-            } else if out != input {
-                return Err(format!(
-                    "{name}: body maps {input} to {out}; a projection is needed"
-                ));
-            }
+            let projection =
+                shape::residual_projection(input, out).map_err(|e| format!("{name}: {e}"))?;
+            let params = body
+                .iter()
+                .map(|d| d.params)
+                .sum::<usize>()
+                .saturating_add(projection.map_or(0, |(_, n)| n));
+            let projection = projection.map(|(p, _)| p);
             (out, params, Layer::Residual { body, projection })
         }
-        other => (input, 0, other),
+        other => {
+            let (out, params) =
+                shape::layer_output(&other, input).map_err(|e| format!("{name}: {e}"))?;
+            (out, params, other)
+        }
     };
     Ok(LayerDef {
         name,
