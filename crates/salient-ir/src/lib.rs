@@ -222,6 +222,27 @@ pub enum Layer {
     },
 }
 
+impl Layer {
+    /// The kind's name as the language writes it and as layer names use it (`conv` in
+    /// `conv1`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Layer::Conv { .. } => "conv",
+            Layer::MaxPool { .. } => "maxpool",
+            Layer::AvgPool { .. } => "avgpool",
+            Layer::Dense { .. } => "dense",
+            Layer::Relu => "relu",
+            Layer::LeakyRelu { .. } => "leaky_relu",
+            Layer::Tanh => "tanh",
+            Layer::Sigmoid => "sigmoid",
+            Layer::Flatten => "flatten",
+            Layer::Dropout { .. } => "dropout",
+            Layer::BatchNorm { .. } => "batchnorm",
+            Layer::Residual { .. } => "residual",
+        }
+    }
+}
+
 /// The 1x1 convolution that matches shapes on a residual shortcut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Projection {

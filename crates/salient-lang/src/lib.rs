@@ -26,6 +26,7 @@ pub use check::memory::{
     human as human_bytes, training_memory, MemoryEstimate, DEFAULT_MAX_MEMORY_GIB,
 };
 pub use check::metrics::MetricKind;
+pub use check::model::{layer_names, LayerKind};
 pub use check::runs::MAX_RUN_ID;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
 pub use parse::MAX_IDENT;

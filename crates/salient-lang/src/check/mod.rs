@@ -7,7 +7,7 @@ mod data;
 mod evaluate;
 pub(crate) mod memory;
 pub(crate) mod metrics;
-mod model;
+pub(crate) mod model;
 pub(crate) mod reader;
 mod regime;
 pub(crate) mod runs;

@@ -15,20 +15,84 @@ use salient_ir::shape::{self, describe, ShapeError};
 use salient_ir::{DataSpec, Layer, LayerDef, ModelDef, Shape};
 use std::collections::HashMap;
 
-pub const LAYERS: &[&str] = &[
-    "conv",
-    "maxpool",
-    "avgpool",
-    "dense",
-    "relu",
-    "leaky_relu",
-    "tanh",
-    "sigmoid",
-    "flatten",
-    "dropout",
-    "batchnorm",
-    "residual",
-];
+/// The layer kinds a model can use. Adding a layer = a variant here (the compiler then lists
+/// [`LayerKind::name`], [`LayerKind::keys`] and the lowering in `layer`), a `salient_ir::Layer`
+/// variant with its name in `Layer::kind_name`, its shape rule in `salient_ir::shape` and its
+/// file in `salient-nn/src/layers/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    Conv,
+    MaxPool,
+    AvgPool,
+    Dense,
+    Relu,
+    LeakyRelu,
+    Tanh,
+    Sigmoid,
+    Flatten,
+    Dropout,
+    BatchNorm,
+    Residual,
+}
+
+impl LayerKind {
+    pub const ALL: [LayerKind; 12] = [
+        LayerKind::Conv,
+        LayerKind::MaxPool,
+        LayerKind::AvgPool,
+        LayerKind::Dense,
+        LayerKind::Relu,
+        LayerKind::LeakyRelu,
+        LayerKind::Tanh,
+        LayerKind::Sigmoid,
+        LayerKind::Flatten,
+        LayerKind::Dropout,
+        LayerKind::BatchNorm,
+        LayerKind::Residual,
+    ];
+
+    /// The name written in a model (the lowered `salient_ir::Layer::kind_name`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Conv => "conv",
+            LayerKind::MaxPool => "maxpool",
+            LayerKind::AvgPool => "avgpool",
+            LayerKind::Dense => "dense",
+            LayerKind::Relu => "relu",
+            LayerKind::LeakyRelu => "leaky_relu",
+            LayerKind::Tanh => "tanh",
+            LayerKind::Sigmoid => "sigmoid",
+            LayerKind::Flatten => "flatten",
+            LayerKind::Dropout => "dropout",
+            LayerKind::BatchNorm => "batchnorm",
+            LayerKind::Residual => "residual",
+        }
+    }
+
+    /// The arguments the layer takes in parentheses.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            LayerKind::Conv => &["out", "kernel", "stride", "padding"],
+            LayerKind::MaxPool | LayerKind::AvgPool => &["size", "stride"],
+            LayerKind::Dense => &["out"],
+            LayerKind::LeakyRelu => &["slope"],
+            LayerKind::Dropout => &["p"],
+            LayerKind::BatchNorm => &["momentum", "eps"],
+            LayerKind::Residual => &["body"],
+            LayerKind::Relu | LayerKind::Tanh | LayerKind::Sigmoid | LayerKind::Flatten => &[],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<LayerKind> {
+        LayerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// Every layer name, in [`LayerKind::ALL`]'s order (for suggestions and docs).
+pub fn layer_names() -> Vec<&'static str> {
+    LayerKind::ALL.iter().map(|k| k.name()).collect()
+}
+
 /// Above this many parameters a model is refused (it could not be trained here anyway).
 const MAX_PARAMS: usize = 1 << 34;
 
@@ -191,7 +255,7 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
         );
         return None;
     };
-    let Some(kind) = LAYERS.iter().copied().find(|l| *l == name.name) else {
+    let Some(kind) = LayerKind::from_name(&name.name) else {
         ctx.push(
             Diagnostic::new(
                 Code::UnknownLayer,
@@ -199,16 +263,22 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
                 format!("unknown layer `{}`", name.name),
             )
             .with_label("unknown layer")
-            .with_help(suggest::help(&name.name, LAYERS)),
+            .with_help(suggest::help(&name.name, &layer_names())),
         );
         return None;
     };
     let first_diag = ctx.diags.len();
-    let s = Settings::new(ctx, format!("`{kind}`"), name.span, args, layer_keys(kind));
+    let s = Settings::new(
+        ctx,
+        format!("`{}`", kind.name()),
+        name.span,
+        args,
+        kind.keys(),
+    );
     let mut ok = true;
     let mut body = Vec::new();
     let layer = match kind {
-        "conv" => {
+        LayerKind::Conv => {
             let out =
                 need(ctx, &s, &mut ok, "out", "16").map(|v| ctx.whole_between("out", v, 1, 65_536));
             let kernel = need(ctx, &s, &mut ok, "kernel", "3")
@@ -248,28 +318,28 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
                 padding,
             }
         }
-        "maxpool" | "avgpool" => {
+        LayerKind::MaxPool | LayerKind::AvgPool => {
             let size = s
                 .whole(ctx, "size")
                 .map_or(2, |v| ctx.whole_between("size", v, 1, 1024));
             let stride = s
                 .whole(ctx, "stride")
                 .map_or(size, |v| ctx.whole_between("stride", v, 1, 1024));
-            if kind == "maxpool" {
+            if kind == LayerKind::MaxPool {
                 Layer::MaxPool { size, stride }
             } else {
                 Layer::AvgPool { size, stride }
             }
         }
-        "dense" => Layer::Dense {
+        LayerKind::Dense => Layer::Dense {
             out: need(ctx, &s, &mut ok, "out", "10")
                 .map_or(1, |v| ctx.whole_between("out", v, 1, 1 << 20)),
         },
-        "relu" => Layer::Relu,
-        "tanh" => Layer::Tanh,
-        "sigmoid" => Layer::Sigmoid,
-        "flatten" => Layer::Flatten,
-        "leaky_relu" => {
+        LayerKind::Relu => Layer::Relu,
+        LayerKind::Tanh => Layer::Tanh,
+        LayerKind::Sigmoid => Layer::Sigmoid,
+        LayerKind::Flatten => Layer::Flatten,
+        LayerKind::LeakyRelu => {
             let slope = s
                 .num(ctx, "slope")
                 .map_or(0.01, |v| ctx.between("slope", v, 0.0, 1.0, false, true));
@@ -277,13 +347,13 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
                 slope: slope as f32,
             }
         }
-        "dropout" => {
+        LayerKind::Dropout => {
             let p = s
                 .num(ctx, "p")
                 .map_or(0.5, |v| ctx.between("p", v, 0.0, 1.0, false, true));
             Layer::Dropout { p: p as f32 }
         }
-        "batchnorm" => {
+        LayerKind::BatchNorm => {
             let momentum = s
                 .num(ctx, "momentum")
                 .map_or(0.1, |v| ctx.between("momentum", v, 0.0, 1.0, true, false));
@@ -293,7 +363,7 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
                 eps: eps as f32,
             }
         }
-        _ => {
+        LayerKind::Residual => {
             // residual(body = (layer, layer, ...))
             match s.get("body") {
                 None => {
@@ -352,7 +422,7 @@ fn layer(ctx: &mut Ctx, v: &Value) -> Option<Proto> {
     // Errors in arguments were reported; keep the layer only if every argument was fine.
     let clean = !ctx.diags[first_diag..].iter().any(|d| d.is_error());
     (ok && clean).then_some(Proto {
-        kind,
+        kind: layer.kind_name(),
         layer,
         body,
         span: v.span,
@@ -372,19 +442,6 @@ fn need(
         *ok = false;
     }
     s.whole(ctx, key)
-}
-
-fn layer_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "conv" => &["out", "kernel", "stride", "padding"],
-        "maxpool" | "avgpool" => &["size", "stride"],
-        "dense" => &["out"],
-        "leaky_relu" => &["slope"],
-        "dropout" => &["p"],
-        "batchnorm" => &["momentum", "eps"],
-        "residual" => &["body"],
-        _ => &[],
-    }
 }
 
 /// Infer shapes through a whole model; check that it ends in `classes` outputs.

@@ -12,22 +12,9 @@ use salient_ir::shape;
 use salient_ir::{Layer, LayerDef, ModelDef, Shape};
 use std::collections::HashMap;
 
-/// The kind's name as used in layer names.
+/// The kind's name as used in layer names ([`Layer::kind_name`]).
 pub fn kind_name(l: &Layer) -> &'static str {
-    match l {
-        Layer::Conv { .. } => "conv",
-        Layer::MaxPool { .. } => "maxpool",
-        Layer::AvgPool { .. } => "avgpool",
-        Layer::Dense { .. } => "dense",
-        Layer::Relu => "relu",
-        Layer::LeakyRelu { .. } => "leaky_relu",
-        Layer::Tanh => "tanh",
-        Layer::Sigmoid => "sigmoid",
-        Layer::Flatten => "flatten",
-        Layer::Dropout { .. } => "dropout",
-        Layer::BatchNorm { .. } => "batchnorm",
-        Layer::Residual { .. } => "residual",
-    }
+    l.kind_name()
 }
 
 /// Builds a [`ModelDef`] from an input shape and layer kinds (a residual's `body` is re-inferred
