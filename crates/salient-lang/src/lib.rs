@@ -22,6 +22,7 @@ pub mod diag;
 pub mod parse;
 pub mod suggest;
 
+pub use check::evaluate::SaliencyKind;
 pub use check::memory::{
     human as human_bytes, training_memory, MemoryEstimate, DEFAULT_MAX_MEMORY_GIB,
 };

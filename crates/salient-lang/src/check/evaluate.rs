@@ -15,12 +15,53 @@ use crate::suggest;
 use salient_ir::*;
 use std::collections::HashMap;
 
-pub const SALIENCY: &[&str] = &[
-    "gradient",
-    "gradient_input",
-    "integrated_gradients",
-    "smoothgrad",
-];
+/// The saliency methods a spec can declare. Adding a method = a variant here (the compiler then
+/// lists [`SaliencyKind::name`], [`SaliencyKind::keys`] and the lowering in `lower_saliency`), a
+/// `salient_ir::SaliencyMethod` variant and its engine file in `salient-engine/src/saliency/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaliencyKind {
+    Gradient,
+    GradientInput,
+    IntegratedGradients,
+    SmoothGrad,
+}
+
+impl SaliencyKind {
+    pub const ALL: [SaliencyKind; 4] = [
+        SaliencyKind::Gradient,
+        SaliencyKind::GradientInput,
+        SaliencyKind::IntegratedGradients,
+        SaliencyKind::SmoothGrad,
+    ];
+
+    /// The name written after `saliency`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaliencyKind::Gradient => "gradient",
+            SaliencyKind::GradientInput => "gradient_input",
+            SaliencyKind::IntegratedGradients => "integrated_gradients",
+            SaliencyKind::SmoothGrad => "smoothgrad",
+        }
+    }
+
+    /// The settings the method takes in its block.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            SaliencyKind::Gradient => &["sign"],
+            SaliencyKind::GradientInput => &[],
+            SaliencyKind::IntegratedGradients => &["steps", "baseline"],
+            SaliencyKind::SmoothGrad => &["samples", "sigma", "variant"],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SaliencyKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+}
 
 pub struct Attacks {
     pub specs: Vec<AttackSpec>,
@@ -611,12 +652,7 @@ pub fn lower_attacks(ctx: &mut Ctx, decls: &[&Decl], classes: Option<usize>) -> 
 }
 
 fn saliency_keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "gradient" => &["sign"],
-        "integrated_gradients" => &["steps", "baseline"],
-        "smoothgrad" => &["samples", "sigma", "variant"],
-        _ => &[],
-    }
+    SaliencyKind::from_name(kind).map_or(&[], SaliencyKind::keys)
 }
 
 pub fn lower_saliency(ctx: &mut Ctx, decls: &[&Decl]) -> Saliencies {
@@ -624,19 +660,19 @@ pub fn lower_saliency(ctx: &mut Ctx, decls: &[&Decl]) -> Saliencies {
         ctx,
         decls,
         "saliency",
-        SALIENCY,
+        &SaliencyKind::names(),
         "saliency gradient { sign = absolute }",
         |ctx, kind, s, _| {
-            let method = match kind {
-                "gradient" => {
+            let method = match SaliencyKind::from_name(kind)? {
+                SaliencyKind::Gradient => {
                     let sign = match s.choice(ctx, "sign", &["signed", "absolute"]) {
                         Some("signed") => SaliencySign::Signed,
                         _ => SaliencySign::Absolute,
                     };
                     SaliencyMethod::Gradient { sign }
                 }
-                "gradient_input" => SaliencyMethod::GradientInput,
-                "integrated_gradients" => {
+                SaliencyKind::GradientInput => SaliencyMethod::GradientInput,
+                SaliencyKind::IntegratedGradients => {
                     let steps = s
                         .whole(ctx, "steps")
                         .map_or(32, |v| ctx.whole_between("steps", v, 1, 10_000));
@@ -647,7 +683,7 @@ pub fn lower_saliency(ctx: &mut Ctx, decls: &[&Decl]) -> Saliencies {
                     };
                     SaliencyMethod::IntegratedGradients { steps, baseline }
                 }
-                _ => {
+                SaliencyKind::SmoothGrad => {
                     let samples = s
                         .whole(ctx, "samples")
                         .map_or(25, |v| ctx.whole_between("samples", v, 1, 10_000));

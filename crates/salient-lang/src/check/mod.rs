@@ -4,7 +4,7 @@
 //! assembles the experiment. Checking goes on after an error, so one run reports them all.
 
 mod data;
-mod evaluate;
+pub(crate) mod evaluate;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod model;
