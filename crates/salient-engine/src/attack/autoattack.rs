@@ -28,6 +28,10 @@ use rand_chacha::ChaCha8Rng;
 use salient_ir::{ApgdLoss, AutoAttackComponent, AutoAttackVersion, Norm};
 use salient_nn::Network;
 
+/// With this environment variable set, each component's wall time and working-set size are
+/// printed to stderr (bench/aa_speed/run.sh reads them).
+pub const TIMING_VAR: &str = "SALIENT_AA_TIMES";
+
 /// Iterations of APGD and FAB in every version.
 pub const STEPS: usize = 100;
 /// Target classes of APGD-T and FAB-T.
@@ -139,8 +143,29 @@ impl<D: Device<f32>> Attack<D> for AutoAttack<D> {
         rng: &mut ChaCha8Rng,
     ) -> AttackOutcome<D> {
         let parts = &mut self.parts;
-        in_stages(x, labels, parts.len(), |k, xs, ys, _| {
-            parts[k].run(net, xs, ys, rng)
+        let components = &self.components;
+        let timing = std::env::var_os(TIMING_VAR).is_some();
+        in_stages(x, labels, parts.len(), |k, xs, ys, work| {
+            let start = std::time::Instant::now();
+            let out = parts[k].run(net, xs, ys, rng);
+            if timing {
+                let seconds = start.elapsed().as_secs_f64();
+                let points = work.iter().collect::<std::collections::BTreeSet<_>>().len();
+                // A fingerprint of the outcome, to check that a faster build computes the same.
+                let checksum = out.x_adv.as_vec()[..points * xs.shape().1]
+                    .iter()
+                    .fold(0u64, |h, v| {
+                        (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3)
+                    });
+                let broken = out.robust[..points].iter().filter(|&&r| !r).count();
+                eprintln!(
+                    "autoattack: {} on {points} points ({} rows with padding): {seconds:.3} s, \
+                     {broken} broken, x_adv checksum {checksum:016x}",
+                    components[k].name(),
+                    xs.shape().0,
+                );
+            }
+            out
         })
     }
 }
