@@ -35,7 +35,7 @@
 //! Restarts attack only the examples earlier restarts left robust. A broken example keeps the
 //! first adversarial iterate found; a robust one gets x_max.
 use super::rows::{
-    bucket, in_stages, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
+    bucket_fine, in_stages, padded, put_rows, select_rows, take_rows, with_restarts, AttackOutcome,
     FirstAdversarial,
 };
 use crate::grad::input_gradient;
@@ -162,7 +162,7 @@ pub fn checkpoints(n: usize) -> Vec<usize> {
 /// The per-example state of one APGD run, for the examples still being attacked.
 struct State<D: Device<f32>> {
     /// Indices (into the run's batch) of the examples still attacked, one per leading row of
-    /// the working set below; further rows are padding (see [`bucket`]).
+    /// the working set below; further rows are padding (see [`bucket_fine`]).
     rows: Vec<usize>,
     /// The run's batch size.
     full: usize,
@@ -206,7 +206,7 @@ impl<D: Device<f32>> State<D> {
     /// Keep only the working rows `keep` (examples that left the batch are dropped), padded.
     fn retain(&mut self, keep: &[usize]) {
         self.rows = keep.iter().map(|&j| self.rows[j]).collect();
-        let work = padded(keep, bucket(keep.len(), self.full));
+        let work = padded(keep, bucket_fine(keep.len(), self.full));
         let keep = &work[..];
         let pick = |t: &Mat<D>| take_rows(t, keep);
         (self.x, self.onehot, self.lo, self.hi) = (

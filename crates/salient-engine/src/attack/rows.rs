@@ -1,8 +1,8 @@
 //! The per-example bookkeeping every attack shares (a leaf module: it uses no attack).
 //!
 //! - [`AttackOutcome`]: what attacking a batch gives, per example;
-//! - working sets: [`bucket`], [`padded`], [`take_rows`], [`put_rows`], [`select_rows`] keep
-//!   only the examples still being attacked, padded to few distinct sizes;
+//! - working sets: [`bucket`], [`bucket_fine`], [`padded`], [`take_rows`], [`put_rows`],
+//!   [`select_rows`] keep only the examples still being attacked, padded to few distinct sizes;
 //! - [`FirstAdversarial`]: an example is broken by the first iterate that misclassifies it;
 //! - [`with_restarts`]: restarts attack only the examples earlier restarts left robust.
 use crate::losses::argmax_rows;
@@ -73,6 +73,28 @@ pub fn bucket(m: usize, full: usize) -> usize {
     } else {
         m.next_power_of_two().min(full.max(m))
     }
+}
+
+/// The size a working set of `m` examples out of `full` is padded to where the padding rows
+/// draw no random numbers (APGD's iterations after its random start, FAB without random
+/// restarts, Square's queries): as [`bucket`] up to 16, then rounded up to a quarter of the
+/// power of two below `m` (20, 24, 28, 32, 40, 48, ...), at most `full`.
+///
+/// [`bucket`]'s powers of two pad a working set of 257 examples out of 500 to 500, and padding
+/// rows cost as much as real ones. Four sizes per doubling waste at most 25% (about 12% on
+/// average) and keep the sizes few: at most 4 log2(full) of them, so dfdx's allocation cache
+/// holds at most about 1 / (1 - 2^(-1/4)) = 6.3 times the full batch's buffers (instead of 2);
+/// `robustness::evaluate_attacks` empties it after every batch. Rows do not interact in eval
+/// mode (the CPU GEMMs split only the output between threads, never the reduction), so this
+/// padding changes no example's result. Where padding rows do draw random numbers ([`in_stages`]
+/// hands them to attacks that treat them as examples) the size decides the generator's stream
+/// for every later draw, so those places keep [`bucket`]: the results stay bit-identical.
+pub fn bucket_fine(m: usize, full: usize) -> usize {
+    if m <= 16 {
+        return bucket(m, full);
+    }
+    let step = (m.next_power_of_two() / 2) / 4;
+    m.div_ceil(step).saturating_mul(step).min(full.max(m))
 }
 
 /// `rows` followed by copies of `rows[0]` up to `size` entries: the padding rows of a working

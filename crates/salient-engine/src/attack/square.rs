@@ -29,7 +29,7 @@
 //!
 //! Proposals are built on the host: they are sparse edits of one square per example, and the
 //! forward pass (the only model work) runs on the device.
-use super::rows::{bucket, correct_rows, AttackOutcome};
+use super::rows::{bucket_fine, correct_rows, AttackOutcome};
 use crate::ops::Mat;
 use dfdx::prelude::*;
 use rand::Rng;
@@ -149,7 +149,7 @@ pub fn square<D: Device<f32>>(
             break;
         }
         let p = p_selection(cfg.p_init, it, cfg.queries);
-        let size = bucket(active.len(), b);
+        let size = bucket_fine(active.len(), b);
         let mut cand = Vec::with_capacity(size * n);
         for &i in &active {
             let (x0, xb) = (&xs[i * n..(i + 1) * n], &best[i * n..(i + 1) * n]);
@@ -158,7 +158,7 @@ pub fn square<D: Device<f32>>(
                 Norm::L2 => propose_l2(x0, xb, dims, eps, p, rng),
             });
         }
-        // Padding rows (copies of the first candidate) keep the batch sizes few (see `bucket`).
+        // Padding rows (copies of the first candidate; see `bucket_fine`) keep the sizes few.
         let first = cand[..n].to_vec();
         for _ in active.len()..size {
             cand.extend_from_slice(&first);
