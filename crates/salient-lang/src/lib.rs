@@ -28,6 +28,7 @@ pub use check::memory::{
 };
 pub use check::metrics::MetricKind;
 pub use check::model::{layer_names, LayerKind};
+pub use check::regime::RegimeKind;
 pub use check::runs::MAX_RUN_ID;
 pub use diag::{line_col, render, Code, Diagnostic, Severity, Span};
 pub use parse::MAX_IDENT;

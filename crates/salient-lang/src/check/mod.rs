@@ -9,7 +9,7 @@ pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod reader;
-mod regime;
+pub(crate) mod regime;
 pub(crate) mod runs;
 pub(crate) mod sweep;
 mod train;

@@ -10,14 +10,70 @@ use crate::diag::{Code, Diagnostic, Span};
 use crate::suggest;
 use salient_ir::*;
 
-pub const KINDS: &[&str] = &[
-    "standard",
-    "sgt",
-    "adversarial",
-    "combined",
-    "lp_dual",
-    "sensitivity",
-];
+/// The training regimes a spec can declare. Adding a regime = a variant here (the compiler then
+/// lists [`RegimeKind::name`], [`RegimeKind::keys`] and the lowering in `lower_one`), a
+/// `salient_ir::Regime` variant and its engine file in `salient-engine/src/regime/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegimeKind {
+    Standard,
+    Sgt,
+    Adversarial,
+    Combined,
+    LpDual,
+    Sensitivity,
+}
+
+impl RegimeKind {
+    pub const ALL: [RegimeKind; 6] = [
+        RegimeKind::Standard,
+        RegimeKind::Sgt,
+        RegimeKind::Adversarial,
+        RegimeKind::Combined,
+        RegimeKind::LpDual,
+        RegimeKind::Sensitivity,
+    ];
+
+    /// The name written after `regime`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegimeKind::Standard => "standard",
+            RegimeKind::Sgt => "sgt",
+            RegimeKind::Adversarial => "adversarial",
+            RegimeKind::Combined => "combined",
+            RegimeKind::LpDual => "lp_dual",
+            RegimeKind::Sensitivity => "sensitivity",
+        }
+    }
+
+    /// The settings the regime takes in its block.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            RegimeKind::Standard => &[],
+            RegimeKind::Sgt => SGT_KEYS,
+            RegimeKind::Adversarial => &["attack", "loss", "trades_beta", "mix"],
+            RegimeKind::Combined => &[
+                "k",
+                "saliency",
+                "fill",
+                "lambda",
+                "attack",
+                "clean_weight",
+                "adv_weight",
+            ],
+            RegimeKind::LpDual => &["mode", "steps", "step_fraction"],
+            RegimeKind::Sensitivity => &["layers", "noise", "sigma", "lambda", "adversarial"],
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RegimeKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
+}
+
 const SGT_KEYS: &[&str] = &["k", "saliency", "fill", "lambda"];
 
 /// A checked regime declaration: its name and one regime per grid point.
@@ -44,7 +100,7 @@ pub fn lower_all(ctx: &mut Ctx, decls: &[&Decl], data: Option<&DataSpec>) -> Vec
             "regime sgt { k = 0.5 }",
         );
         let Some(kind) = &d.kind else { continue };
-        if !KINDS.contains(&kind.name.as_str()) {
+        let Some(regime_kind) = RegimeKind::from_name(&kind.name) else {
             ctx.push(
                 Diagnostic::new(
                     Code::UnknownKind,
@@ -52,10 +108,10 @@ pub fn lower_all(ctx: &mut Ctx, decls: &[&Decl], data: Option<&DataSpec>) -> Vec
                     format!("unknown regime `{}`", kind.name),
                 )
                 .with_label("unknown regime")
-                .with_help(suggest::help(&kind.name, KINDS)),
+                .with_help(suggest::help(&kind.name, &RegimeKind::names())),
             );
             continue;
-        }
+        };
         let name = d.alias.as_ref().unwrap_or(kind);
         if let Some(first) = out.iter().find(|r| r.name == name.name) {
             ctx.push(
@@ -87,8 +143,8 @@ pub fn lower_all(ctx: &mut Ctx, decls: &[&Decl], data: Option<&DataSpec>) -> Vec
         for p in &grid {
             let settings = body_settings(ctx, &p.body, "a regime");
             let what = format!("`regime {}`", kind.name);
-            let s = Settings::new(ctx, what, d.head_span(), settings, keys(&kind.name));
-            let regime = lower_one(ctx, &kind.name, &s, data, &mut layer_refs);
+            let s = Settings::new(ctx, what, d.head_span(), settings, regime_kind.keys());
+            let regime = lower_one(ctx, regime_kind, &s, data, &mut layer_refs);
             let values = p.values(&axes);
             let label = if values.is_empty() {
                 name.name.clone()
@@ -134,36 +190,17 @@ pub fn body_settings<'b>(
         .collect()
 }
 
-fn keys(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "sgt" => SGT_KEYS,
-        "adversarial" => &["attack", "loss", "trades_beta", "mix"],
-        "combined" => &[
-            "k",
-            "saliency",
-            "fill",
-            "lambda",
-            "attack",
-            "clean_weight",
-            "adv_weight",
-        ],
-        "lp_dual" => &["mode", "steps", "step_fraction"],
-        "sensitivity" => &["layers", "noise", "sigma", "lambda", "adversarial"],
-        _ => &[],
-    }
-}
-
 fn lower_one(
     ctx: &mut Ctx,
-    kind: &str,
+    kind: RegimeKind,
     s: &Settings,
     data: Option<&DataSpec>,
     layer_refs: &mut Vec<Ident>,
 ) -> Regime {
     match kind {
-        "standard" => Regime::Standard,
-        "sgt" => Regime::Sgt(sgt(ctx, s)),
-        "adversarial" => {
+        RegimeKind::Standard => Regime::Standard,
+        RegimeKind::Sgt => Regime::Sgt(sgt(ctx, s)),
+        RegimeKind::Adversarial => {
             let attack = required_attack(ctx, s);
             let loss = match s.choice(ctx, "loss", &["ce", "cw"]) {
                 Some("cw") => InnerLoss::CwMargin,
@@ -205,7 +242,7 @@ fn lower_one(
                 mix,
             })
         }
-        "combined" => {
+        RegimeKind::Combined => {
             let sgt = sgt(ctx, s);
             let attack = required_attack(ctx, s);
             let clean_weight = s
@@ -228,7 +265,7 @@ fn lower_one(
                 adv_weight,
             })
         }
-        "lp_dual" => {
+        RegimeKind::LpDual => {
             let mode = lp_mode(ctx, s, data);
             let steps = s
                 .whole(ctx, "steps")
@@ -242,7 +279,7 @@ fn lower_one(
                 step_fraction,
             })
         }
-        _ => {
+        RegimeKind::Sensitivity => {
             let layers = match s.get("layers") {
                 None => {
                     s.missing(ctx, "layers", "(relu1, dense1)");

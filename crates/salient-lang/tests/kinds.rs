@@ -1,5 +1,5 @@
-//! Every `SaliencyKind` checks with its defaults and lowers to the `SaliencyMethod` of the same
-//! kind; its keys are the settings the checker accepts (another method's key is an error).
+//! Every `SaliencyKind` and `RegimeKind` checks and lowers to the IR value of the same kind; a
+//! saliency method's keys are the settings the checker accepts (another method's key is an error).
 mod common;
 
 use salient_ir::SaliencyMethod;
@@ -47,5 +47,25 @@ fn a_key_of_another_method_is_an_error() {
         };
         let codes = common::codes(&spec(&format!("saliency {} {{ {foreign} }}", kind.name())));
         assert!(!codes.is_empty(), "{}: {foreign} accepted", kind.name());
+    }
+}
+
+/// Every `RegimeKind` lowers to the `salient_ir::Regime` of the same kind (`kind_name`).
+#[test]
+fn every_regime_kind_lowers_to_its_regime() {
+    use salient_lang::RegimeKind;
+    for kind in salient_lang::RegimeKind::ALL {
+        let body = match kind {
+            RegimeKind::Standard | RegimeKind::Sgt => "",
+            RegimeKind::Adversarial => "{ attack = pgd(eps = 0.1, steps = 2, step_size = 0.05) }",
+            RegimeKind::Combined => "{ attack = pgd(eps = 0.1, steps = 2, step_size = 0.05) }",
+            RegimeKind::LpDual => "{ mode = l1_box(eps = 0.1) }",
+            RegimeKind::Sensitivity => "{ layers = (dense1) }",
+        };
+        let src = spec("saliency gradient")
+            .replace("regime standard", &format!("regime {} {body}", kind.name()));
+        let exp = common::clean(&src);
+        assert_eq!(exp.runs[0].regime.regime.kind_name(), kind.name());
+        assert_eq!(RegimeKind::from_name(kind.name()), Some(kind));
     }
 }
