@@ -48,13 +48,10 @@ fn def() -> salient_ir::ModelDef {
     .unwrap()
 }
 
+type Mat = Tensor<(usize, usize), f32, Dev>;
+
 /// Deterministic images in [0, 1] and labels (an LCG), plus one-hot targets.
-fn data(
-    dev: &Dev,
-) -> (
-    Tensor<(usize, usize), f32, Dev>,
-    Tensor<(usize, usize), f32, Dev>,
-) {
+fn data(dev: &Dev) -> (Mat, Mat) {
     let mut state = 7u32;
     let mut next = || {
         state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
