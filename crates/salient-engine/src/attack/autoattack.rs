@@ -19,7 +19,7 @@
 //! settings of its version, so each component can also run alone. The number of targets is
 //! at most the number of classes minus one.
 use super::apgd::{Apgd, ApgdConfig, ApgdT};
-use super::rows::{in_stages, AttackError, AttackOutcome};
+use super::rows::{bucket_fine, in_stages, take_rows, AttackError, AttackOutcome};
 use super::square::{ImageDims, Square, SquareConfig};
 use super::{Attack, AttackContext};
 use crate::ops::Mat;
@@ -49,6 +49,9 @@ pub const RAND_EOT: usize = 20;
 pub struct AutoAttack<D: Device<f32>> {
     components: Vec<AutoAttackComponent>,
     parts: Vec<Box<dyn Attack<D>>>,
+    /// Per component: it draws no random number for any row (FAB and FAB-T without random
+    /// restarts), so it may get its working set with less padding (see [`AutoAttack::run`]).
+    draw_free: Vec<bool>,
 }
 
 impl<D: Device<f32>> AutoAttack<D> {
@@ -76,7 +79,19 @@ impl<D: Device<f32>> AutoAttack<D> {
                     .map_err(|e| AttackError(format!("AutoAttack's {}: {}", c.name(), e.0)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(AutoAttack { components, parts })
+        let draw_free = components
+            .iter()
+            .map(|&c| match c {
+                AutoAttackComponent::FabT => true,
+                AutoAttackComponent::Fab => version != AutoAttackVersion::Plus,
+                _ => false,
+            })
+            .collect();
+        Ok(AutoAttack {
+            components,
+            parts,
+            draw_free,
+        })
     }
 
     /// The components, in the order they run.
@@ -143,11 +158,30 @@ impl<D: Device<f32>> Attack<D> for AutoAttack<D> {
         rng: &mut ChaCha8Rng,
     ) -> AttackOutcome<D> {
         let parts = &mut self.parts;
-        let components = &self.components;
+        let (components, draw_free) = (&self.components, &self.draw_free);
         let timing = std::env::var_os(TIMING_VAR).is_some();
+        let full = x.shape().0;
         in_stages(x, labels, parts.len(), |k, xs, ys, work| {
             let start = std::time::Instant::now();
-            let out = parts[k].run(net, xs, ys, rng);
+            // `work` is the examples still robust, then copies of the first (`bucket`'s padding,
+            // which the components attack as examples). A component that draws no random
+            // numbers gets them with `bucket_fine`'s padding instead: its result on every real
+            // row is the same (rows do not interact) and the random stream is untouched, so
+            // the later components see the same generator state. Only the first `real` rows of
+            // the outcome are read.
+            let real = work
+                .iter()
+                .skip(1)
+                .position(|&i| i == work[0])
+                .map_or(work.len(), |p| p + 1);
+            let finer = bucket_fine(real, full);
+            let out = if draw_free[k] && finer < xs.shape().0 {
+                let keep: Vec<usize> = (0..finer).map(|j| if j < real { j } else { 0 }).collect();
+                parts[k].run(net, &take_rows(xs, &keep), &ys[..finer], rng)
+            } else {
+                parts[k].run(net, xs, ys, rng)
+            };
+            let xs = &out.x_adv;
             if timing {
                 let seconds = start.elapsed().as_secs_f64();
                 let points = work.iter().collect::<std::collections::BTreeSet<_>>().len();
