@@ -290,3 +290,38 @@ where
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{bucket, bucket_fine};
+
+    #[test]
+    fn fine_buckets_are_powers_of_two_up_to_16_then_four_sizes_per_doubling() {
+        // At most 25% padding above 16 rows, few distinct sizes, never above the batch.
+        assert_eq!(bucket_fine(0, 500), 0);
+        for m in 1..=16 {
+            assert_eq!(bucket_fine(m, 500), bucket(m, 500));
+        }
+        assert_eq!(bucket_fine(17, 500), 20);
+        assert_eq!(bucket_fine(66, 100), 80);
+        assert_eq!(bucket_fine(257, 500), 320);
+        assert_eq!(bucket_fine(320, 500), 320);
+        assert_eq!(bucket_fine(449, 500), 500);
+        let sizes: std::collections::BTreeSet<usize> =
+            (1..=500).map(|m| bucket_fine(m, 500)).collect();
+        assert_eq!(
+            sizes.into_iter().collect::<Vec<_>>(),
+            vec![
+                1, 2, 4, 8, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
+                256, 320, 384, 448, 500
+            ]
+        );
+        for m in 1..=500 {
+            let s = bucket_fine(m, 500);
+            assert!(
+                s >= m && (s <= 500) && (m <= 16 || 4 * s <= 5 * m),
+                "{m} -> {s}"
+            );
+        }
+    }
+}
