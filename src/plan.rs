@@ -429,6 +429,12 @@ fn slurm(args: &PlanArgs, plan: &Plan) -> Result<String, String> {
     s += "#!/bin/bash\n";
     s += &format!("#SBATCH --job-name={name}\n");
     s += &format!("#SBATCH --array={array}\n");
+    // SIGTERM to the task (the batch shell, which `exec`s salient) 2 minutes before its time
+    // limit: salient stops within a step, keeping its last epoch checkpoint; a preempted or
+    // failed node's task is requeued and resumes from it (docs/cluster.md).
+    s += "# salient stops within a step on SIGTERM and a rerun resumes from the last epoch:\n";
+    s += "#SBATCH --signal=B:TERM@120\n";
+    s += "#SBATCH --requeue\n";
     for o in common.iter().chain(&task_opts) {
         s += &format!("#SBATCH {o}\n");
     }

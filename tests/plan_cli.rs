@@ -87,6 +87,10 @@ fn slurm_script_runs_an_array_and_a_report_after_it() {
         "#SBATCH --cpus-per-task=4",
         "#SBATCH --mem=16G",
         "#SBATCH --qos=long",
+        // SIGTERM before the time limit (salient stops and keeps its epoch checkpoint) and
+        // requeueing of preempted tasks (they resume).
+        "#SBATCH --signal=B:TERM@120",
+        "#SBATCH --requeue",
     ] {
         assert!(array.contains(&line), "{line} missing from {array:#?}");
     }
