@@ -19,7 +19,7 @@
 //! settings of its version, so each component can also run alone. The number of targets is
 //! at most the number of classes minus one.
 use super::apgd::{Apgd, ApgdConfig, ApgdT};
-use super::rows::{bucket_fine, in_stages, take_rows, AttackError, AttackOutcome};
+use super::rows::{bucket, bucket_fine, in_stages_padded, AttackError, AttackOutcome};
 use super::square::{ImageDims, Square, SquareConfig};
 use super::{Attack, AttackContext};
 use crate::ops::Mat;
@@ -160,43 +160,31 @@ impl<D: Device<f32>> Attack<D> for AutoAttack<D> {
         let parts = &mut self.parts;
         let (components, draw_free) = (&self.components, &self.draw_free);
         let timing = std::env::var_os(TIMING_VAR).is_some();
-        let full = x.shape().0;
-        in_stages(x, labels, parts.len(), |k, xs, ys, work| {
+        // The components attack `bucket`'s padding rows (copies of the first example) as
+        // examples; one that draws no random numbers gets `bucket_fine`'s smaller padding: its
+        // result on every real row is the same (rows do not interact) and the random stream is
+        // untouched, so the later components see the same generator state.
+        let size = |k: usize, m: usize, full: usize| match draw_free[k] {
+            true => bucket_fine(m, full),
+            false => bucket(m, full),
+        };
+        in_stages_padded(x, labels, parts.len(), size, |k, xs, ys, work| {
             let start = std::time::Instant::now();
-            // `work` is the examples still robust, then copies of the first (`bucket`'s padding,
-            // which the components attack as examples). A component that draws no random
-            // numbers gets them with `bucket_fine`'s padding instead: its result on every real
-            // row is the same (rows do not interact) and the random stream is untouched, so
-            // the later components see the same generator state. Only the first `real` rows of
-            // the outcome are read.
-            let real = work
-                .iter()
-                .skip(1)
-                .position(|&i| i == work[0])
-                .map_or(work.len(), |p| p + 1);
-            let finer = bucket_fine(real, full);
-            let out = if draw_free[k] && finer < xs.shape().0 {
-                let keep: Vec<usize> = (0..finer).map(|j| if j < real { j } else { 0 }).collect();
-                parts[k].run(net, &take_rows(xs, &keep), &ys[..finer], rng)
-            } else {
-                parts[k].run(net, xs, ys, rng)
-            };
-            let xs = &out.x_adv;
+            let out = parts[k].run(net, xs, ys, rng);
             if timing {
+                let (padded_rows, n) = *out.x_adv.shape();
                 let seconds = start.elapsed().as_secs_f64();
                 let points = work.iter().collect::<std::collections::BTreeSet<_>>().len();
                 // A fingerprint of the outcome, to check that a faster build computes the same.
-                let checksum = out.x_adv.as_vec()[..points * xs.shape().1]
-                    .iter()
-                    .fold(0u64, |h, v| {
-                        (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3)
-                    });
+                let checksum = out.x_adv.as_vec()[..points * n].iter().fold(0u64, |h, v| {
+                    (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3)
+                });
                 let broken = out.robust[..points].iter().filter(|&&r| !r).count();
                 eprintln!(
                     "autoattack: {} on {points} points ({} rows with padding): {seconds:.3} s, \
                      {broken} broken, x_adv checksum {checksum:016x}",
                     components[k].name(),
-                    xs.shape().0,
+                    padded_rows,
                 );
             }
             out

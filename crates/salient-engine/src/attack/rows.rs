@@ -255,14 +255,27 @@ where
 /// gets the working set (rows of `x` listed in `work`, padded with copies of the first, see
 /// [`bucket`]) and their labels. A broken example keeps the first stage's adversarial example
 /// and records that stage in `broken_by`; robust examples keep the last stage's point.
-pub fn in_stages<D, F>(
+pub fn in_stages<D, F>(x: &Mat<D>, labels: &[usize], stages: usize, stage: F) -> AttackOutcome<D>
+where
+    D: Device<f32>,
+    F: FnMut(usize, &Mat<D>, &[usize], &[usize]) -> AttackOutcome<D>,
+{
+    in_stages_padded(x, labels, stages, |_, m, b| bucket(m, b), stage)
+}
+
+/// [`in_stages`], stage k's working set of m examples out of b padded to `size(k, m, b)` rows
+/// (at least m, at most b): [`bucket_fine`] for a stage whose padding rows draw no random
+/// numbers, [`bucket`] where they do (the padded size then decides the random stream).
+pub fn in_stages_padded<D, S, F>(
     x: &Mat<D>,
     labels: &[usize],
     stages: usize,
+    size: S,
     mut stage: F,
 ) -> AttackOutcome<D>
 where
     D: Device<f32>,
+    S: Fn(usize, usize, usize) -> usize,
     F: FnMut(usize, &Mat<D>, &[usize], &[usize]) -> AttackOutcome<D>,
 {
     let b = x.shape().0;
@@ -272,7 +285,7 @@ where
         if rows.is_empty() {
             break;
         }
-        let work = padded(&rows, bucket(rows.len(), b));
+        let work = padded(&rows, size(k, rows.len(), b));
         let xs = if rows.len() == b {
             x.clone()
         } else {
