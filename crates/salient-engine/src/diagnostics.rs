@@ -710,14 +710,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<Finding>, EngineError> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
-    let err = |e: csv::Error| EngineError::Results {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let mut r = csv::Reader::from_path(path).map_err(err)?;
-    r.deserialize()
-        .collect::<Result<Vec<Finding>, _>>()
-        .map_err(err)
+    crate::results::read_csv(path)
 }
 
 /// The warning line the terminal shows for a finding.

@@ -485,7 +485,7 @@ pub fn read_results(path: &Path) -> Result<Vec<ResultRow>, EngineError> {
     read_csv(path)
 }
 
-fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EngineError> {
+pub(crate) fn read_csv<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, EngineError> {
     let err = |e: csv::Error| EngineError::Results {
         path: path.to_path_buf(),
         reason: e.to_string(),
