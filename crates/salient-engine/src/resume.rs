@@ -27,7 +27,6 @@ use crate::train::{EpochLog, Resume};
 use dfdx::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use salient_nn::optim::{Optimizer, OptimizerState};
 use salient_nn::{checkpoint, Network};
 use serde::{Deserialize, Serialize};
@@ -244,46 +243,15 @@ impl EpochCheckpoints {
 }
 
 fn write_optimizer(path: &Path, state: &OptimizerState) -> Result<(), EngineError> {
-    let bad = |reason: String| EngineError::Results {
+    let meta = BTreeMap::from([("salient.optimizer".to_string(), state.optimizer.clone())]);
+    checkpoint::save_flat(path, &state.tensors, &meta).map_err(|e| EngineError::Results {
         path: path.to_path_buf(),
-        reason,
-    };
-    let bytes: Vec<(&String, Vec<u8>, usize)> = state
-        .tensors
-        .iter()
-        .map(|(k, v)| (k, v.iter().flat_map(|x| x.to_le_bytes()).collect(), v.len()))
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, b, n)| {
-            TensorView::new(Dtype::F32, vec![*n], b)
-                .map(|v| (k.as_str(), v))
-                .map_err(|e| bad(format!("tensor `{k}`: {e:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut meta = std::collections::HashMap::new();
-    meta.insert("salient.optimizer".to_string(), state.optimizer.clone());
-    let data = safetensors::serialize(views, &Some(meta)).map_err(|e| bad(format!("{e:?}")))?;
-    let mut f = std::fs::File::create(path).map_err(|e| EngineError::io(path, e))?;
-    f.write_all(&data).map_err(|e| EngineError::io(path, e))?;
-    f.sync_all().map_err(|e| EngineError::io(path, e))
+        reason: e.to_string(),
+    })
 }
 
 fn read_optimizer(path: &Path, state: &EpochState) -> Result<OptimizerState, String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
-    let file = SafeTensors::deserialize(&data).map_err(|e| format!("{e:?}"))?;
-    let mut tensors = BTreeMap::new();
-    for (name, view) in file.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(format!("tensor `{name}` is not F32"));
-        }
-        let values = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        tensors.insert(name, values);
-    }
+    let (tensors, _) = checkpoint::load_flat(path).map_err(|e| e.to_string())?;
     Ok(OptimizerState {
         optimizer: state.optimizer.clone(),
         tensors,

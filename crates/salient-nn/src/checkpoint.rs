@@ -86,6 +86,63 @@ pub fn save<D: Device<f32>>(
         let bytes = torch.iter().flat_map(|v| v.to_le_bytes()).collect();
         tensors.push((p.name.clone(), p.torch_shape(), bytes));
     }
+    write_tensors(path, &tensors, metadata)
+}
+
+/// Writes flat F32 tensors by name (no layout: e.g. an optimizer's state, keyed as
+/// `Optimizer::state` keys it) and `metadata` to `path` atomically, as [`save`] writes a
+/// network.
+pub fn save_flat(
+    path: &Path,
+    tensors: &BTreeMap<String, Vec<f32>>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), NnError> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, v)| {
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (name.clone(), vec![v.len()], bytes)
+        })
+        .collect();
+    write_tensors(path, &tensors, metadata)
+}
+
+/// Reads a file written by [`save_flat`]: every tensor (F32, any shape) flattened, by name,
+/// and the metadata.
+#[allow(clippy::type_complexity)]
+pub fn load_flat(
+    path: &Path,
+) -> Result<(BTreeMap<String, Vec<f32>>, BTreeMap<String, String>), NnError> {
+    let bytes = read_file(path)?;
+    let file = parse(path, &bytes)?;
+    let mut tensors = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(error(
+                path,
+                format!("tensor `{name}` has dtype {:?}, expected F32", view.dtype()),
+            ));
+        }
+        tensors.insert(name, f32s(view.data()));
+    }
+    Ok((tensors, metadata_of(path, &bytes)?))
+}
+
+/// Little-endian F32 bytes as values.
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Serialize `(name, shape, F32 bytes)` tensors with `metadata` (header in key order, see
+/// [`canonical_header`]) and write them to `path` atomically.
+fn write_tensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), NnError> {
     let views = tensors
         .iter()
         .map(|(name, shape, bytes)| {
@@ -289,11 +346,7 @@ fn read_param<D: Device<f32>>(
             ),
         ));
     }
-    let torch: Vec<f32> = view
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let torch = f32s(view.data());
     Ok(layout::permute(
         &torch,
         &torch_shape,
