@@ -138,7 +138,7 @@ impl Store {
         crate::results::persist(tmp, &path)
     }
 
-    /// Take the run's lock `runs/<id>/lock` (created exclusively, O_EXCL: one process trains a
+    /// Take the run's lock `runs/<id>/lock` (created exclusively, see [`lock_file`]: one process trains a
     /// run at a time, also over NFS v3+), or say who holds it. A lock is stale, and taken over,
     /// when its process is dead on this host (Linux: no `/proc/<pid>`) or it is older than
     /// [`STALE_LOCK`] (a process killed on another host). See [`lock_file`].
@@ -174,7 +174,8 @@ impl LockPolicy {
     };
 }
 
-/// Take the lock file `path` (created exclusively, O_EXCL, holding `pid=.. host=.. since=..`),
+/// Take the lock file `path` (created exclusively, holding `pid=.. host=.. since=..` from its
+/// first moment: a temporary file hard-linked to `path`),
 /// or say who holds it. A lock is stale, and taken over, when its process is dead on this host
 /// (Linux: no `/proc/<pid>`) or its file was last modified longer ago than
 /// `policy.stale_after`. With `policy.heartbeat`, the holder refreshes the file's modification
